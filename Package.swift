@@ -1,0 +1,176 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// One target per layer (see README "Architecture"): the import graph is the architecture.
+//   SessionStorage           core: the storage contract, key naming, index codec, errors, metrics, memory store
+//   _RedisWire, _MemcachedWire   in-house wire clients, knowing nothing of sessions
+//   *SessionStorage          thin backends mapping the four operations onto a client
+//   RestySession             the session core (cookies, crypto, timeouts) on the storage protocol only
+//   SessionStorageConformance    the one conformance suite every backend runs (test support)
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "swift-resty-session",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "SessionStorage", targets: ["SessionStorage"]),
+        .library(name: "_RedisWire", targets: ["_RedisWire"]),
+        .library(name: "RedisSessionStorage", targets: ["RedisSessionStorage"]),
+        .library(name: "_MemcachedWire", targets: ["_MemcachedWire"]),
+        .library(name: "MemcachedSessionStorage", targets: ["MemcachedSessionStorage"]),
+        .library(name: "PostgresSessionStorage", targets: ["PostgresSessionStorage"]),
+        .library(name: "RestySession", targets: ["RestySession"]),
+        .library(name: "SessionStorageConformance", targets: ["SessionStorageConformance"]),
+        .executable(name: "session-example", targets: ["SessionExample"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.30.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.9.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
+    ],
+    targets: [
+        // MARK: core
+        .target(
+            name: "SessionStorage",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SessionStorageConformance",
+            dependencies: ["SessionStorage"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Redis
+        .target(
+            name: "_RedisWire",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "RedisSessionStorage",
+            dependencies: ["SessionStorage", "_RedisWire"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Memcached
+        .target(
+            name: "_MemcachedWire",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MemcachedSessionStorage",
+            dependencies: ["SessionStorage", "_MemcachedWire"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: PostgreSQL
+        .target(
+            name: "PostgresSessionStorage",
+            dependencies: [
+                "SessionStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: session core
+        .target(
+            name: "RestySession",
+            dependencies: [
+                "SessionStorage",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: executables
+        .executableTarget(
+            name: "SessionExample",
+            dependencies: ["SessionStorage"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: tests
+        .testTarget(
+            name: "SessionStorageTests",
+            dependencies: ["SessionStorage", "SessionStorageConformance"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ServiceSmokeTests",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisWireTests",
+            dependencies: [
+                "_RedisWire",
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisSessionStorageTests",
+            dependencies: ["RedisSessionStorage", "SessionStorageConformance"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MemcachedWireTests",
+            dependencies: [
+                "_MemcachedWire",
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MemcachedSessionStorageTests",
+            dependencies: ["MemcachedSessionStorage", "SessionStorageConformance"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresSessionStorageTests",
+            dependencies: ["PostgresSessionStorage", "SessionStorageConformance"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RestySessionTests",
+            dependencies: ["RestySession", "SessionStorageConformance"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)
