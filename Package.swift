@@ -89,7 +89,13 @@ let package = Package(
         ),
         .target(
             name: "MemcachedSessionStorage",
-            dependencies: ["SessionStorage", "_MemcachedWire"],
+            dependencies: [
+                "SessionStorage",
+                "_MemcachedWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
 
