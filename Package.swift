@@ -167,7 +167,14 @@ let package = Package(
         ),
         .testTarget(
             name: "MemcachedSessionStorageTests",
-            dependencies: ["MemcachedSessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "MemcachedSessionStorage",
+                "SessionStorageConformance",
+                "_MemcachedWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
