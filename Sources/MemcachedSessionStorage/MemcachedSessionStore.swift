@@ -11,7 +11,8 @@ import SessionStorage
 /// service can share one memcached):
 /// - keys are `[prefix:]name:key[:suffix]` and `[prefix:]name:audience:subject[:suffix]`,
 ///   URL-escaped like `ngx.escape_uri` (`:` becomes `%3A`);
-/// - a record is the value with the session's TTL and client flags 0;
+/// - a record is the value with client flags 0 and the session's TTL (plus one second: memcached's
+///   clock ticks in whole seconds, see ``serverSeconds(_:)``);
 /// - an index is one string of `KEY:EXP;` and `KEY;` entries (``SessionIndexCodec``).
 ///
 /// Fixes: index updates never lose an entry under concurrent writers (appends are atomic on
@@ -169,7 +170,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
                 try await client.set(
                     recordKey,
                     value: ByteBuffer(string: request.value),
-                    expiration: .after(request.ttl, now: request.currentTime)
+                    expiration: Self.expiration(request.ttl, now: request.currentTime)
                 )
                 if let oldRecordKey {
                     try await retireOldRecord(oldRecordKey, action: request.oldKeyPolicy(configuration.rememberRotation), now: request.currentTime)
@@ -231,6 +232,21 @@ public final class MemcachedSessionStore: SessionStore, Service {
         }
     }
 
+    // MARK: - expiry
+
+    /// The relative TTL sent for `seconds`: memcached counts time in whole seconds on a
+    /// clock that ticks once a second, so an item stored with TTL n lives between n − 1 and n
+    /// seconds. One second is added so a record is never gone before its TTL.
+    static func serverSeconds(_ seconds: Int) -> Int {
+        seconds + 1
+    }
+
+    /// The expiration of something that must live `seconds` from `now` (an absolute Unix
+    /// time past memcached's 30-day limit for relative TTLs).
+    static func expiration(_ seconds: Int, now: Int) -> MemcachedExpiration {
+        .after(serverSeconds(seconds), now: now)
+    }
+
     // MARK: - keys
 
     /// The memcached key of a logical key name: escaped, at most 250 bytes.
@@ -270,10 +286,10 @@ public final class MemcachedSessionStore: SessionStore, Service {
             case nil:
                 return
             case .never:
-                try await client.touch(key, expiration: .after(stale, now: now))
+                try await client.touch(key, expiration: Self.expiration(stale, now: now))
             case .seconds(let remaining):
-                if remaining > stale {
-                    try await client.touch(key, expiration: .after(stale, now: now))
+                if remaining > Self.serverSeconds(stale) {
+                    try await client.touch(key, expiration: Self.expiration(stale, now: now))
                 }
             }
         }
@@ -307,7 +323,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
         for attempt in 0..<Self.maximumAttempts {
             try await backoff(attempt)
             guard let item = try await client.get(indexKey) else {
-                if try await client.add(indexKey, value: ByteBuffer(string: entries), expiration: .after(ttl, now: now)) {
+                if try await client.add(indexKey, value: ByteBuffer(string: entries), expiration: Self.expiration(ttl, now: now)) {
                     return
                 }
                 continue  // created meanwhile: read it
@@ -318,14 +334,14 @@ public final class MemcachedSessionStore: SessionStore, Service {
             if needsCompaction(entries: combined.count, live: live.count) {
                 let (compacted, latest) = SessionIndexCodec.compact(live)
                 let result = try await client.compareAndSwap(
-                    indexKey, value: ByteBuffer(string: compacted), cas: item.cas, expiration: .after(max(1, latest - now), now: now))
+                    indexKey, value: ByteBuffer(string: compacted), cas: item.cas, expiration: Self.expiration(max(1, latest - now), now: now))
                 if result == .stored { return }
                 continue
             }
             guard try await client.append(indexKey, value: ByteBuffer(string: entries)) else {
                 continue  // vanished meanwhile: start over
             }
-            if let remaining = item.ttl, remaining < ttl {
+            if let remaining = item.ttl, remaining < Self.serverSeconds(ttl) {
                 if try await extendIndex(indexKey, ttl: ttl, now: now) { return }
                 continue  // the index vanished after our append: write the entries again
             }
@@ -340,8 +356,8 @@ public final class MemcachedSessionStore: SessionStore, Service {
         for attempt in 0..<Self.maximumAttempts {
             try await backoff(attempt)
             guard let item = try await client.get(indexKey) else { return false }
-            guard let remaining = item.ttl, remaining < ttl else { return true }
-            switch try await client.compareAndSwap(indexKey, value: item.value, cas: item.cas, expiration: .after(ttl, now: now)) {
+            guard let remaining = item.ttl, remaining < Self.serverSeconds(ttl) else { return true }
+            switch try await client.compareAndSwap(indexKey, value: item.value, cas: item.cas, expiration: Self.expiration(ttl, now: now)) {
             case .stored: return true
             case .exists: continue
             case .notFound: return false
@@ -363,7 +379,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
             } else {
                 let (compacted, latest) = SessionIndexCodec.compact(live)
                 result = try await client.compareAndSwap(
-                    indexKey, value: ByteBuffer(string: compacted), cas: item.cas, expiration: .after(max(1, latest - now), now: now))
+                    indexKey, value: ByteBuffer(string: compacted), cas: item.cas, expiration: Self.expiration(max(1, latest - now), now: now))
             }
             switch result {
             case .stored, .notFound: return
