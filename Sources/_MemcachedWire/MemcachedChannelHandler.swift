@@ -56,7 +56,7 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
             var buffer = context.channel.allocator.buffer(capacity: Self.estimatedSize(request))
             encoder.encode(request, opaque: opaque, into: &buffer)
             if wasIdle {
-                lastProgress = .now()
+                lastProgress = context.eventLoop.now
                 armReadTimer(context: context)
             }
             context.write(wrapOutboundOut(buffer), promise: promise)
@@ -80,7 +80,7 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let response = unwrapInboundIn(data)
-        lastProgress = .now()
+        lastProgress = context.eventLoop.now
         run(stateMachine.responseReceived(response), context: context)
     }
 
@@ -142,7 +142,7 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
         readTimer = nil
         guard let context, let readTimeout, stateMachine.inFlight > 0 else { return }
         let deadline = lastProgress + readTimeout
-        if deadline > .now() {
+        if deadline > context.eventLoop.now {
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
             readTimer = context.eventLoop.scheduleTask(deadline: deadline) {
                 handler.value.readTimerFired()

@@ -266,16 +266,30 @@ final class ServerPool: Sendable {
         case .poolShutdown:
             return MemcachedClientError(.shutdown, message: "the memcached client is shut down")
         case .connectionCreationCircuitBreakerTripped:
-            return MemcachedClientError(.connectionFailed, message: "cannot connect to the memcached server", underlying: observer.lastConnectError)
+            return connectFailure(observer.lastConnectError)
         default:
             if let underlying = observer.lastConnectError {
-                return MemcachedClientError(.connectionFailed, message: "cannot connect to the memcached server", underlying: underlying)
+                return connectFailure(underlying)
             }
             if timedOut {
                 return MemcachedClientError(.timeout, message: "no connection became available within the connect timeout (is run() running?)")
             }
             return MemcachedClientError(.connectionFailed, message: "the connection request was cancelled")
         }
+    }
+}
+
+extension ServerPool {
+    /// The error of a request that got no connection because connecting fails: `tls` or
+    /// `timeout` when that is why, else `connectionFailed`.
+    func connectFailure(_ underlying: (any Error)?) -> MemcachedClientError {
+        let code: MemcachedClientError.Code
+        switch (underlying as? MemcachedClientError)?.code {
+        case .tls?: code = .tls
+        case .timeout?: code = .timeout
+        default: code = .connectionFailed
+        }
+        return MemcachedClientError(code, message: "cannot connect to the memcached server", underlying: underlying)
     }
 }
 

@@ -32,7 +32,7 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
     public let address: MemcachedServerAddress
     let channel: any Channel
 
-    private init(id: Int, address: MemcachedServerAddress, channel: any Channel) {
+    init(id: Int, address: MemcachedServerAddress, channel: any Channel) {
         self.id = id
         self.address = address
         self.channel = channel

@@ -198,7 +198,7 @@ struct MemcachedClientTests {
         }
     }
 
-    @Test func threeServersShareTheKeysAndAFourthMovesAboutAQuarter() async throws {
+    @Test func threeServersShareTheKeys() async throws {
         let servers = try (0..<3).map { _ in try OwnMemcached() }
         defer { servers.forEach { $0.kill() } }
         var configuration = MemcachedSessionStore.Configuration()
