@@ -122,7 +122,10 @@ let package = Package(
         // MARK: tests
         .testTarget(
             name: "SessionStorageTests",
-            dependencies: ["SessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "SessionStorage", "SessionStorageConformance",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
