@@ -10,6 +10,7 @@ let rootPackage = String(#filePath.split(separator: "/").dropLast(2).last ?? "ma
 let package = Package(
     name: "swift-resty-session-benchmarks",
     platforms: [.macOS(.v15)],
+    products: [.executable(name: "storage-bench", targets: ["StorageBench"])],
     dependencies: [
         .package(path: ".."),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
