@@ -55,7 +55,18 @@ public final class MemoryZone: Sendable {
 
     @inline(__always)
     private func shard(_ key: String) -> MemoryZoneShard {
-        shards[key.hashValue & shardMask]
+        guard shardMask != 0 else { return shards[0] }
+        // FNV-1a over the last 16 bytes: session ids and subjects differ there, and the
+        // dictionary inside the shard hashes the whole key again anyway.
+        var key = key
+        let hash = key.withUTF8 { bytes -> UInt64 in
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in bytes.suffix(16) {
+                hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+            }
+            return hash ^ UInt64(bytes.count)
+        }
+        return shards[Int(truncatingIfNeeded: hash >> 32) & shardMask]
     }
 
     private func checkSize(key: String, value: String) throws {
