@@ -49,6 +49,10 @@ public struct SessionStoreInstrumentation: Sendable {
     /// False when metrics go nowhere (no `MetricsSystem` bootstrapped): then nothing is timed.
     @usableFromInline
     let measures: Bool
+    /// Whether the logger logs at `debug`, read once when the store is created: the log level
+    /// is not consulted per operation.
+    @usableFromInline
+    let logsDebug: Bool
 
     /// Creates the metrics of a backend.
     /// - Parameter metricsFactory: where metrics go; the process-wide `MetricsSystem` by default.
@@ -60,6 +64,7 @@ public struct SessionStoreInstrumentation: Sendable {
         logger[metadataKey: SessionLoggingKeys.backend] = .string(backend)
         self.logger = logger
         self.measures = !(factory is NOOPMetricsHandler)
+        self.logsDebug = logger.logLevel <= .debug
         self.counters = SessionStoreOperation.allCases.map { operation in
             Counter(
                 label: "session_store_operations_total",
@@ -80,7 +85,7 @@ public struct SessionStoreInstrumentation: Sendable {
         _ body: () async throws -> T
     ) async throws -> T {
         let start = measures ? ContinuousClock.now : nil
-        self.started(operation)
+        if measures || logsDebug { self.started(operation) }
         do {
             let result = try await body()
             if let start { self.finished(operation, start: start) }
@@ -93,6 +98,7 @@ public struct SessionStoreInstrumentation: Sendable {
     @usableFromInline
     func started(_ operation: SessionStoreOperation) {
         if measures { counters[operation.index].increment() }
+        guard logsDebug else { return }
         logger.debug("session store operation", metadata: [SessionLoggingKeys.operation: .string(operation.rawValue)])
     }
 

@@ -116,6 +116,10 @@ func runLoad(seconds: Double, record: Bool) async -> [TaskResult] {
         for taskIndex in 0..<options.tasks {
             group.addTask {
                 var result = TaskResult()
+                // Each task has its own copies, as requests carrying their own cookies and data
+                // would: no string storage is shared (and reference-counted) across cores.
+                let keys = keys.map { String(decoding: Array($0.utf8), as: UTF8.self) }
+                let value = String(decoding: Array(value.utf8), as: UTF8.self)
                 var random = FastRandom(state: 0x9E37_79B9_7F4A_7C15 &+ UInt64(taskIndex) &* 0x1234_5678_9ABC_DEF1)
                 let clock = ContinuousClock()
                 var rotations = 0
