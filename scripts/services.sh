@@ -673,35 +673,92 @@ resolve_name() {
     esac
 }
 
+# The unit that is the sentinels' master now (sentinel-master, or sentinel-replica after a failover).
+sentinel_master_unit() {
+    local f p addr u
+    for f in "$ROOT"/units/sentinel-[0-9]*.conf; do
+        p=$(basename "$f" .conf)
+        p=${p#sentinel-}
+        addr=$(timeout 5 redis-cli -h 127.0.0.1 -p "$p" sentinel get-master-addr-by-name "$SENTINEL_MASTER_NAME" 2>/dev/null |
+            tail -n 1) || continue
+        [[ $addr =~ ^[0-9]+$ ]] || continue
+        for u in sentinel-master sentinel-replica; do
+            unit_conf "$u"
+            [[ $PORT == "$addr" ]] && { echo "$u"; return 0; }
+        done
+    done
+    die "no sentinel names the current master of $SENTINEL_MASTER_NAME"
+}
+
+# A sentinel-watched server restarted after a failover comes back as a master (its command line
+# has no replicaof): make it a replica of the promoted master at once, as the sentinels would do
+# within 10 s, and wait until it is linked, so no test sees two masters.
+sentinel_rejoin() {
+    local current master_port deadline
+    current=$(sentinel_master_unit)
+    [[ $current == "$1" ]] && return 0
+    unit_conf "$current"
+    master_port=$PORT
+    unit_conf "$1"
+    redis_cli replicaof 127.0.0.1 "$master_port" >/dev/null || die "$1: REPLICAOF failed"
+    deadline=$((SECONDS + READY_TIMEOUT))
+    until [[ $(redis_cli info replication) == *master_link_status:up* ]]; do
+        ((SECONDS < deadline)) || die "$1 did not link to the master on port $master_port"
+        sleep 0.1
+    done
+}
+
 cmd_kill() {
     [[ -n ${1:-} ]] || die "usage: services.sh kill NAME"
     require_root_dir ""
-    local u pids=() pid
-    for u in $(resolve_name "$1"); do
+    local u pids=() pid units
+    if [[ $1 == sentinel-master ]]; then
+        # the current master, which restart sentinel-master brings back
+        units=$(sentinel_master_unit)
+        echo "$units" >"$ROOT/sentinel-master.killed"
+    else
+        units=$(resolve_name "$1")
+    fi
+    for u in $units; do
         unit_conf "$u"
         while read -r pid; do [[ -n $pid ]] && pids+=("$pid"); done < <(signal_unit "$u" KILL)
     done
     ((${#pids[@]} > 0)) || { log "$1 was not running"; return 0; }
     wait_pids_gone 10 "${pids[@]}" >/dev/null || die "$1 did not die"
-    log "killed $1 (pid ${pids[*]})"
+    log "killed $1 ($units: pid ${pids[*]})"
 }
 
 cmd_restart() {
     [[ -n ${1:-} ]] || die "usage: services.sh restart NAME"
     require_root_dir ""
-    local u pids=() pid
+    local u pids=() pid units
+    if [[ $1 == sentinel-master ]]; then
+        # the master killed last (it comes back with its own command line; the sentinels then make
+        # it a replica of the promoted one), else the current master
+        if [[ -f $ROOT/sentinel-master.killed ]]; then
+            units=$(<"$ROOT/sentinel-master.killed")
+            rm -f "$ROOT/sentinel-master.killed"
+        else
+            units=$(sentinel_master_unit)
+        fi
+    else
+        units=$(resolve_name "$1")
+    fi
     # a restart of a running server first stops it hard, then starts it with the same command
-    for u in $(resolve_name "$1"); do
+    for u in $units; do
         unit_conf "$u"
         while read -r pid; do [[ -n $pid ]] && pids+=("$pid"); done < <(signal_unit "$u" KILL)
     done
     ((${#pids[@]} == 0)) || wait_pids_gone 10 "${pids[@]}" >/dev/null || die "$1 did not die"
-    for u in $(resolve_name "$1"); do
+    for u in $units; do
         unit_conf "$u"
-        [[ $KIND == postgres ]] || rm -f "$PIDFILE"
+        # the old process is dead (maybe a zombie not yet reaped: postgres would take the PID in
+        # its stale postmaster.pid for a running server)
+        rm -f "$PIDFILE"
+        [[ $KIND == postgres ]] && rm -f "$SOCKET/.s.PGSQL.$PORT.lock"
         launch_unit "$u" >>"${LOGFILE:-/dev/null}" 2>&1 || { unit_log_tail; die "$u: the start command failed"; }
     done
-    for u in $(resolve_name "$1"); do
+    for u in $units; do
         wait_unit "$u" || die "$u did not come back"
         if [[ -n $CLUSTER ]]; then
             local deadline=$((SECONDS + READY_TIMEOUT))
@@ -711,7 +768,10 @@ cmd_restart() {
             done
         fi
     done
-    log "restarted $1"
+    for u in $units; do
+        [[ $u == sentinel-master || $u == sentinel-replica ]] && sentinel_rejoin "$u"
+    done
+    log "restarted $1 ($units)"
 }
 
 cmd_status() {
