@@ -15,13 +15,23 @@
 # name `status` lists (redis-acl, sentinel-replica, sentinel:PORT, memcached-tcp, memcached-tls,
 # memcached-socket, postgres-notls).
 #
-# Ports: SERVICES_PORT_BASE (default 17000) + offset; the layout uses base+0 .. base+60 (see
-# `layout`). Two instances with bases at least 100 apart never collide.
+# Ports (loopback only): SERVICES_PORT_BASE (default 17000) + offset. Two instances whose bases
+# are 100 or more apart never collide.
+#   +0 redis  +1 redis TLS  +2 redis with requirepass + ACL user
+#   +10..+15 cluster nodes (their cluster bus ports: +20..+25)
+#   +30 sentinel-watched master  +31 its replica  +32..+34 sentinels
+#   +40 memcached  +41 memcached TLS
+#   +50 postgres (ssl=on)  +51 postgres (ssl=off)
+#   +60 mariadb (TLS available)
 #
 # Needs root (apt, runuser). Works on a fresh Debian 12 machine without systemd or Docker.
+# SERVICES_READY_TIMEOUT (default 60) bounds each wait, in seconds. Server logs: $SERVICES_ROOT/**/*.log,
+# start logs per group: $SERVICES_ROOT/logs/; start commands: $SERVICES_ROOT/bin/NAME.sh.
 set -euo pipefail
 
 readonly PGBIN=/usr/lib/postgresql/15/bin
+SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
+readonly SCRIPT
 readonly SENTINEL_MASTER_NAME=sessmaster
 readonly REDIS_ACL_DEFAULT_PASSWORD=defaultpass
 readonly REDIS_ACL_USER=sessuser
@@ -30,6 +40,12 @@ readonly SQL_USER=sess SQL_PASSWORD=sesspass SQL_DATABASE=sessdb
 readonly MYSQL_TLS_USER=sess_tls MYSQL_TLS_PASSWORD=tlspass
 readonly ROOT_MARKER=.sess-services
 readonly READY_TIMEOUT=${SERVICES_READY_TIMEOUT:-60}   # seconds, per wait
+
+# Client settings of the caller (such as MYSQL_HOST from a sourced env file) must not redirect the
+# tools this script runs.
+unset MYSQL_HOST MYSQL_TCP_PORT MYSQL_UNIX_PORT MYSQL_PWD MYSQL_HISTFILE \
+    PGHOST PGHOSTADDR PGPORT PGUSER PGPASSWORD PGPASSFILE PGDATABASE PGSERVICE PGSERVICEFILE PGOPTIONS \
+    PGSSLMODE PGSSLROOTCERT PGSSLCERT PGSSLKEY PGDATA REDISCLI_AUTH REDISCLI_HISTFILE
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -377,7 +393,7 @@ wait_cluster_healthy() {
             local p
             for p in "${CLUSTER_PORTS[@]}"; do
                 log "--- node $p"; PORT=$p AUTH=''; redis_cli cluster nodes >&2 || true
-                tail -n 10 "$ROOT/cluster/$p/redis.log" >&2 || true
+                tail -n 5 "$ROOT/cluster/$p/redis.log" >&2 || true
             done
             die "the redis cluster is not healthy after ${READY_TIMEOUT}s"
         }
@@ -515,7 +531,7 @@ start_mysql() {
     mkdir -p "$d/run"
     mariadb-install-db --no-defaults --user=root --datadir="$d/data" --auth-root-authentication-method=normal \
         --skip-test-db --skip-name-resolve >"$d/install.log" 2>&1 ||
-        { tail -n 30 "$d/install.log" >&2; die "mariadb-install-db failed"; }
+        { grep -iE 'error|warn' "$d/install.log" >&2; tail -n 30 "$d/install.log" >&2; die "mariadb-install-db failed"; }
     local plugindir
     plugindir=$(mariadbd --no-defaults --verbose --help 2>/dev/null | awk '$1 == "plugin-dir" { print $2 }')
     [[ -n $plugindir && -f $plugindir/auth_ed25519.so ]] && plugin=(--plugin-load-add=auth_ed25519)
@@ -592,6 +608,24 @@ shell_quote() {
     fi
 }
 
+# On an interrupted start: end the group subshells still starting servers, so none starts after
+# the stop.
+stop_groups() {
+    local pid deadline=$((SECONDS + 10))
+    for pid in "${GROUP_PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+    for pid in "${GROUP_PIDS[@]}"; do
+        while kill -0 -- "-$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
+cmd_group() {
+    ROOT=$SERVICES_ROOT
+    layout
+    "start_$1"
+}
+
 cmd_start() {
     local t0=$SECONDS
     ensure_packages
@@ -605,19 +639,23 @@ cmd_start() {
     touch "$ROOT/$ROOT_MARKER"
     mkdir -p "$ROOT/bin" "$ROOT/units" "$ROOT/logs"
     printf 'BASE=%s\n' "$BASE" >"$ROOT/ports"
-    export SERVICES_ROOT=$ROOT
-    trap 'log "interrupted"; cmd_stop "$ROOT" >&2; exit 130' INT TERM
+    export SERVICES_ROOT=$ROOT SERVICES_PORT_BASE=$BASE
+    GROUP_PIDS=()
+    trap 'log "interrupted"; stop_groups; cmd_stop "$ROOT" >&2; exit 130' INT TERM
 
     gen_tls
-    local groups=(redis cluster sentinel memcached postgres mysql) g pids=() failed=()
+    local groups=(redis cluster sentinel memcached postgres mysql) g failed=()
     for g in "${groups[@]}"; do
-        ("start_$g") >"$ROOT/logs/$g.log" 2>&1 &
-        pids+=($!)
+        # each group in its own session, so an interrupted start can end all of its helpers
+        # (initdb, mariadb-install-db, redis-cli); the servers detach into sessions of their own
+        setsid bash "$SCRIPT" _group "$g" >"$ROOT/logs/$g.log" 2>&1 </dev/null &
+        GROUP_PIDS+=($!)
     done
     local i
     for i in "${!groups[@]}"; do
-        wait "${pids[$i]}" || failed+=("${groups[$i]}")
+        wait "${GROUP_PIDS[$i]}" || failed+=("${groups[$i]}")
     done
+    GROUP_PIDS=()
     if ((${#failed[@]} > 0)); then
         for g in "${failed[@]}"; do
             log "=== $g failed to start; its log ($ROOT/logs/$g.log):"
@@ -659,7 +697,7 @@ cmd_stop() {
         kill -KILL $left 2>/dev/null || true
         wait_pids_gone 10 $left >/dev/null || log "WARNING: could not stop $left"
     fi
-    rm -rf -- "$ROOT"
+    rm -rf -- "$ROOT" 2>/dev/null || { sleep 1; rm -rf -- "$ROOT"; }
     log "stopped; removed $ROOT"
 }
 
@@ -796,6 +834,7 @@ main() {
     kill) cmd_kill "$@" ;;
     restart) cmd_restart "$@" ;;
     status) cmd_status "$@" ;;
+    _group) cmd_group "$@" ;; # internal: one group of servers, for start
     *)
         sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
         exit 2
