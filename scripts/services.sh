@@ -528,15 +528,16 @@ start_postgres() {
 
 start_mysql() {
     local d=$ROOT/mysql t=$ROOT/tls plugin=()
-    mkdir -p "$d/run"
+    mkdir -p "$d/run" "$d/tmp"
+    # own tmpdir: a starting mariadbd deletes every #sql* file in its tmpdir, also another instance's
     mariadb-install-db --no-defaults --user=root --datadir="$d/data" --auth-root-authentication-method=normal \
-        --skip-test-db --skip-name-resolve >"$d/install.log" 2>&1 ||
+        --skip-test-db --skip-name-resolve --tmpdir="$d/tmp" >"$d/install.log" 2>&1 ||
         { grep -iE 'error|warn' "$d/install.log" >&2; tail -n 30 "$d/install.log" >&2; die "mariadb-install-db failed"; }
     local plugindir
     plugindir=$(mariadbd --no-defaults --verbose --help 2>/dev/null | awk '$1 == "plugin-dir" { print $2 }')
     [[ -n $plugindir && -f $plugindir/auth_ed25519.so ]] && plugin=(--plugin-load-add=auth_ed25519)
     new_background_unit mysql mysql "$d/run/mariadbd.launch.pid" "$d/out.log" \
-        mariadbd --no-defaults --user=root --datadir="$d/data" --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
+        mariadbd --no-defaults --user=root --datadir="$d/data" --tmpdir="$d/tmp" --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
         --socket="$d/run/mysqld.sock" --pid-file="$d/run/mysqld.pid" --log-error="$d/error.log" \
         --skip-name-resolve --max-allowed-packet=64M --max-connections=200 \
         --ssl-cert="$t/server.crt" --ssl-key="$t/server.key" --ssl-ca="$t/ca.crt" "${plugin[@]}"
