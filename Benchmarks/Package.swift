@@ -4,9 +4,13 @@ import PackageDescription
 // Benchmarks live in their own package so the library's build and CI never compile them (or
 // Hummingbird, the reference they are compared with). Run them in release builds:
 //     swift run -c release --package-path Benchmarks storage-bench --help
+// A path dependency's identity is its folder's name, whatever the clone is called.
+let rootPackage = String(#filePath.split(separator: "/").dropLast(2).last ?? "main")
+
 let package = Package(
     name: "swift-resty-session-benchmarks",
     platforms: [.macOS(.v15)],
+    products: [.executable(name: "storage-bench", targets: ["StorageBench"])],
     dependencies: [
         .package(path: ".."),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
@@ -16,7 +20,7 @@ let package = Package(
         .executableTarget(
             name: "StorageBench",
             dependencies: [
-                .product(name: "SessionStorage", package: "swift-resty-session"),
+                .product(name: "SessionStorage", package: rootPackage),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],

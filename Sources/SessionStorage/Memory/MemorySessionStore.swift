@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 
 /// The in-process session store (lua-resty-session's `shm` backend).
 ///
@@ -57,11 +58,17 @@ public struct MemorySessionStore: SessionStore {
     }
 
     /// Creates a store on a given zone.
-    public init(configuration: Configuration = .init(), zone: MemoryZone, logger: Logger = Logger(label: "session.memory")) {
+    /// - Parameter metricsFactory: where metrics go; the process-wide `MetricsSystem` by default.
+    public init(
+        configuration: Configuration = .init(),
+        zone: MemoryZone,
+        logger: Logger = Logger(label: "session.memory"),
+        metricsFactory: (any MetricsFactory)? = nil
+    ) {
         self.configuration = configuration
         self.zone = zone
         self.naming = SessionKeyNaming(prefix: configuration.prefix, suffix: configuration.suffix)
-        self.instrumentation = SessionStoreInstrumentation(backend: "memory", logger: logger)
+        self.instrumentation = SessionStoreInstrumentation(backend: "memory", logger: logger, metricsFactory: metricsFactory)
     }
 
     public func set(_ request: SessionSetRequest) async throws {
