@@ -1,5 +1,6 @@
 import Foundation
 import Histogram
+import MemcachedSessionStorage
 import SessionStorage
 
 // storage-bench: a mixed get / set / rotate / readMetadata load with N concurrent tasks against
@@ -17,6 +18,9 @@ struct Options {
     var rotatePercent = 0
     var readMetadataPercent = 0
     var label: String?
+    var host = "127.0.0.1"
+    var port: Int?
+    var poolSize = 4
 
     static func parse(_ arguments: [String]) -> Options {
         var options = Options()
@@ -34,6 +38,9 @@ struct Options {
             case "--value-bytes": options.valueBytes = Int(next())!
             case "--keys": options.keys = Int(next())!
             case "--label": options.label = next()
+            case "--host": options.host = next()
+            case "--port": options.port = Int(next())!
+            case "--pool-size": options.poolSize = Int(next())!
             case "--mix":
                 // e.g. get=90,set=10,rotate=0,read_metadata=0
                 options.getPercent = 0
@@ -52,7 +59,8 @@ struct Options {
             case "--help", "-h":
                 print(
                     """
-                    usage: storage-bench [--backend memory|hummingbird-memory] [--tasks N] [--seconds S]
+                    usage: storage-bench [--backend memory|memory-zone|hummingbird-memory|memcached]
+                                         [--host H] [--port P] [--pool-size N] [--tasks N] [--seconds S]
                                          [--warmup S] [--value-bytes B] [--keys K] [--label L]
                                          [--mix get=90,set=10,rotate=0,read_metadata=0]
                     Prints one line: RESULT label=… ops_per_sec=… p50_us=… p99_us=… p999_us=… errors=…
@@ -67,7 +75,22 @@ struct Options {
     }
 }
 
-func makeTarget(_ options: Options) -> any BenchTarget {
+/// The target, and the service it needs running (a connection pool), if any.
+func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () async throws -> Void)?) {
+    switch options.backend {
+    case "memcached":
+        var configuration = MemcachedSessionStore.Configuration()
+        configuration.host = options.host
+        configuration.port = options.port ?? 11211
+        configuration.poolSize = options.poolSize
+        let store = try MemcachedSessionStore(configuration: configuration)
+        return (StoreTarget(store: store), { try await store.run() })
+    default:
+        return (makeLocalTarget(options), nil)
+    }
+}
+
+func makeLocalTarget(_ options: Options) -> any BenchTarget {
     switch options.backend {
     case "memory":
         return StoreTarget(store: MemorySessionStore(configuration: .init(zone: "bench", capacity: 512 << 20)))
@@ -99,7 +122,8 @@ struct TaskResult: Sendable {
 }
 
 let options = Options.parse(CommandLine.arguments)
-let target = makeTarget(options)
+let (target, service) = try makeTarget(options)
+let serviceTask = service.map { run in Task { try await run() } }
 let keys = (0..<options.keys).map { index in
     Base64URL.encode((0..<32).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ index &* 7 &+ (index >> 8)) })
 }
@@ -196,3 +220,4 @@ print(
         + "seconds=\(String(format: "%.2f", seconds)) ops_per_sec=\(Int(opsPerSecond)) "
         + "p50_us=\(micros(50)) p99_us=\(micros(99)) p999_us=\(micros(99.9)) errors=\(merged.errors) "
         + "cpu_ns_per_op=\(Int(cpuUsed * 1e9 / Double(max(merged.operations, 1))))")
+serviceTask?.cancel()
