@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import Synchronization
 
 /// One connection to a memcached server, with an async API. Requests are pipelined: any
 /// number of tasks may call it at once; their requests are written back to back and each
@@ -31,6 +32,15 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
     /// The server it is connected to.
     public let address: MemcachedServerAddress
     let channel: any Channel
+
+    /// Requests handed over by callers off the event loop, written in one batch (and one
+    /// flush, one syscall) by the next run of ``drainOutbox()`` on the event loop.
+    private let outbox = Mutex(Outbox())
+
+    private struct Outbox: ~Copyable {
+        var tasks: [MemcachedTask] = []
+        var scheduled = false
+    }
 
     init(id: Int, address: MemcachedServerAddress, channel: any Channel) {
         self.id = id
@@ -127,10 +137,34 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
     public func execute(_ request: MemcachedRequest) async throws -> MemcachedResponse {
         try request.validate()
         let promise = channel.eventLoop.makePromise(of: MemcachedResponse.self)
-        channel.writeAndFlush(MemcachedTask(request: request, promise: promise)).whenFailure { error in
-            promise.fail(MemcachedChannelHandler.closedError(error))
+        let task = MemcachedTask(request: request, promise: promise)
+        // Concurrent callers share the connection: their requests are queued here and written
+        // together by one task on the event loop, so a burst of requests costs one wake-up
+        // and one write syscall instead of one each.
+        let schedule = outbox.withLock { outbox -> Bool in
+            outbox.tasks.append(task)
+            if outbox.scheduled { return false }
+            outbox.scheduled = true
+            return true
+        }
+        if schedule {
+            channel.eventLoop.execute { self.drainOutbox() }
         }
         return try await promise.futureResult.get()
+    }
+
+    private func drainOutbox() {
+        let tasks = outbox.withLock { outbox -> [MemcachedTask] in
+            outbox.scheduled = false
+            defer { outbox.tasks.removeAll(keepingCapacity: true) }
+            return outbox.tasks
+        }
+        for task in tasks {
+            channel.write(task).whenFailure { error in
+                task.promise.fail(MemcachedChannelHandler.closedError(error))
+            }
+        }
+        channel.flush()
     }
 
     /// Closes the connection; requests in flight fail with `connectionClosed`.
