@@ -174,6 +174,7 @@ let package = Package(
                 "PostgresSessionStorage",
                 "SessionStorageConformance",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             exclude: ["Vectors"],

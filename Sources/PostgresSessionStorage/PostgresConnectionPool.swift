@@ -119,6 +119,11 @@ final class PostgresConnectionPool: Sendable {
         do {
             return try await body(connection)
         } catch {
+            if deadline.fired || connection.isClosed {
+                // Hand a closed connection back only once the pool knows it is closed, or the
+                // next caller could lease it.
+                try? await connection.closeFuture.get()
+            }
             if deadline.fired {
                 throw PostgresErrorMapping.error(
                     .timeout,

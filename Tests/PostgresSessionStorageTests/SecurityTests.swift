@@ -118,7 +118,7 @@ struct PostgresSecurityTests {
         var configuration = try PG.tcp()
         configuration.port = Int(try PG.env("PG_NOTLS_PORT"))!
         configuration.ssl = true
-        let value = try await PG.withStore(configuration, migrate: false) { store in
+        let value = try await PG.withStore(configuration) { store in
             try await store.get(name: "session", key: SessionStoreConformance.randomKey(), currentTime: 1)
         }
         #expect(value == nil)
