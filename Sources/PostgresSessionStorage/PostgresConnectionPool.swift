@@ -85,9 +85,30 @@ final class PostgresConnectionPool: Sendable {
         }
     }
 
-    /// Runs the pool until the task is cancelled (or a graceful shutdown).
-    func run() async {
-        await pool.run()
+    /// Runs the pool until the task is cancelled.
+    ///
+    /// After cancellation it returns once the pool has closed its connections, or after
+    /// `shutdownGrace` at the latest: postgres-nio 1.33.2's pool can keep waiting for a
+    /// connection attempt it is retrying and never finish (vapor/postgres-nio#599); the pool's
+    /// task is then left to end on its own rather than hanging the caller's shutdown.
+    func run(shutdownGrace: Duration = .seconds(5)) async {
+        let pool = self.pool
+        let finished = OneShot()
+        let poolTask = Task {
+            await pool.run()
+            finished.signal()
+        }
+        let logger = self.logger
+        await withTaskCancellationHandler {
+            await finished.wait()
+        } onCancel: {
+            poolTask.cancel()
+            timerLoop.any().scheduleTask(in: TimeAmount(shutdownGrace)) {
+                if finished.signal() {
+                    logger.warning("the postgres connection pool did not finish shutting down in time; leaving it behind")
+                }
+            }
+        }
     }
 
     /// Leases a connection, runs `body` on it within the query deadline, and returns it.
@@ -336,6 +357,39 @@ struct LeaseRequest: ConnectionRequestProtocol {
 
     func complete(with result: Result<ConnectionLease<PostgresConnection>, ConnectionPoolError>) {
         waiter.complete(result)
+    }
+}
+
+/// A one-time signal that one task waits for.
+final class OneShot: Sendable {
+    private enum State {
+        case pending(CheckedContinuation<Void, Never>?)
+        case signalled
+    }
+
+    private let state = Mutex(State.pending(nil))
+
+    /// Signals; `true` when this call was the first.
+    @discardableResult
+    func signal() -> Bool {
+        let (first, continuation) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard case .pending(let continuation) = state else { return (false, nil) }
+            state = .signalled
+            return (true, continuation)
+        }
+        continuation?.resume()
+        return first
+    }
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state -> Bool in
+                guard case .pending = state else { return true }
+                state = .pending(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
     }
 }
 
