@@ -85,11 +85,25 @@ public final class PostgresSessionStore: SessionStore, Service {
     }
 
     /// Creates the tables and the `exp` index if they do not exist (``schemaSQL`` with the
-    /// configured names). Idempotent; safe to call on every start.
+    /// configured names). Idempotent; safe to call on every start, also from several instances
+    /// at once (`CREATE … IF NOT EXISTS` alone can collide; the statements run in one
+    /// transaction under an advisory lock).
     public func migrate() async throws {
         try await pool.withConnection { connection in
-            for statement in statements.migrate {
-                _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger).collect()
+            _ = try await connection.query("BEGIN", logger: logger).collect()
+            do {
+                var binds = PostgresBindings()
+                binds.append("swift-resty-session migrate " + configuration.tableName)
+                _ = try await connection.query(
+                    PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(hashtext($1))", binds: binds), logger: logger
+                ).collect()
+                for statement in statements.migrate {
+                    _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger).collect()
+                }
+                _ = try await connection.query("COMMIT", logger: logger).collect()
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: logger).collect()
+                throw error
             }
         }
     }

@@ -162,6 +162,24 @@ struct PostgresSecurityTests {
         }
     }
 
+    @Test("migrate() from several instances at once on fresh tables")
+    func concurrentMigrate() async throws {
+        var configuration = try PG.tcp()
+        configuration.tableName = PG.unique("migr")
+        configuration.tableNameMeta = configuration.tableName + "_meta"
+        let shared = configuration
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    try await PG.withStore(shared, migrate: false) { store in try await store.migrate() }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let rows = try await PG.rows(table: configuration.tableName)
+        #expect(rows.isEmpty)
+    }
+
     @Test("the published schema is the seed's layout")
     func schemaText() throws {
         let sql = PostgresSessionStore.schemaSQL

@@ -41,7 +41,8 @@ enum PG {
         )
         configuration.tableName = table
         configuration.tableNameMeta = tableMeta
-        configuration.connectTimeout = .seconds(5)
+        // Generous: the concurrency case queues 200 callers on 8 connections of a busy machine.
+        configuration.connectTimeout = .seconds(15)
         // Many tests run at once against one server (max_connections 200).
         configuration.poolSize = 8
         return configuration
@@ -182,7 +183,7 @@ enum PG {
 
 extension PostgresSessionStore.Configuration {
     /// Tables are created once per (database, table) pair.
-    var migrationKey: String { "\(socket ?? "\(host):\(port)")/\(database ?? "")/\(tableName)/\(tableNameMeta)" }
+    var migrationKey: String { "\(port)/\(database ?? "")/\(tableName)/\(tableNameMeta)" }
 }
 
 /// `CREATE TABLE IF NOT EXISTS` can still collide when two sessions run it at the same time:
