@@ -22,6 +22,8 @@ let package = Package(
         .library(name: "_MemcachedWire", targets: ["_MemcachedWire"]),
         .library(name: "MemcachedSessionStorage", targets: ["MemcachedSessionStorage"]),
         .library(name: "PostgresSessionStorage", targets: ["PostgresSessionStorage"]),
+        .library(name: "_MySQLWire", targets: ["_MySQLWire"]),
+        .library(name: "MySQLSessionStorage", targets: ["MySQLSessionStorage"]),
         .library(name: "RestySession", targets: ["RestySession"]),
         .library(name: "SessionStorageConformance", targets: ["SessionStorageConformance"]),
         .executable(name: "session-example", targets: ["SessionExample"]),
@@ -82,12 +84,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "MemcachedSessionStorage",
-            dependencies: ["SessionStorage", "_MemcachedWire"],
+            dependencies: [
+                "SessionStorage",
+                "_MemcachedWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
 
@@ -104,6 +114,27 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: MySQL / MariaDB
+        .target(
+            name: "_MySQLWire",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MySQLSessionStorage",
+            dependencies: ["SessionStorage", "_MySQLWire"],
             swiftSettings: swiftSettings
         ),
 
@@ -128,7 +159,10 @@ let package = Package(
         // MARK: tests
         .testTarget(
             name: "SessionStorageTests",
-            dependencies: ["SessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "SessionStorage", "SessionStorageConformance",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -136,6 +170,7 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings
@@ -160,12 +195,20 @@ let package = Package(
                 "_MemcachedWire",
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "MemcachedSessionStorageTests",
-            dependencies: ["MemcachedSessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "MemcachedSessionStorage",
+                "SessionStorageConformance",
+                "_MemcachedWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -178,6 +221,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             exclude: ["Vectors"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MySQLWireTests",
+            dependencies: [
+                "_MySQLWire",
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MySQLSessionStorageTests",
+            dependencies: ["MySQLSessionStorage", "SessionStorageConformance"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
