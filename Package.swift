@@ -107,6 +107,12 @@ let package = Package(
             dependencies: [
                 "SessionStorage",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -207,7 +213,14 @@ let package = Package(
         ),
         .testTarget(
             name: "PostgresSessionStorageTests",
-            dependencies: ["PostgresSessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "PostgresSessionStorage",
+                "SessionStorageConformance",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            exclude: ["Vectors"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
