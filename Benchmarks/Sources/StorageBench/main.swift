@@ -1,6 +1,7 @@
 import Foundation
 import Histogram
 import MemcachedSessionStorage
+import PostgresSessionStorage
 import SessionStorage
 
 // storage-bench: a mixed get / set / rotate / readMetadata load with N concurrent tasks against
@@ -21,6 +22,10 @@ struct Options {
     var host = "127.0.0.1"
     var port: Int?
     var poolSize = 4
+    var numericKeys = false
+    var user = "sess"
+    var password = "sesspass"
+    var database = "sessdb"
 
     static func parse(_ arguments: [String]) -> Options {
         var options = Options()
@@ -41,6 +46,10 @@ struct Options {
             case "--host": options.host = next()
             case "--port": options.port = Int(next())!
             case "--pool-size": options.poolSize = Int(next())!
+            case "--numeric-keys": options.numericKeys = true
+            case "--user": options.user = next()
+            case "--password": options.password = next()
+            case "--database": options.database = next()
             case "--mix":
                 // e.g. get=90,set=10,rotate=0,read_metadata=0
                 options.getPercent = 0
@@ -59,8 +68,10 @@ struct Options {
             case "--help", "-h":
                 print(
                     """
-                    usage: storage-bench [--backend memory|memory-zone|hummingbird-memory|memcached]
-                                         [--host H] [--port P] [--pool-size N] [--tasks N] [--seconds S]
+                    usage: storage-bench [--backend memory|memory-zone|hummingbird-memory|memcached|postgres]
+                                         [--host H] [--port P] [--pool-size N] [--numeric-keys]
+                                         [--user U] [--password P] [--database D]
+                    --numeric-keys: keys are the index zero-padded to 43 digits (pgbench's keys) [--tasks N] [--seconds S]
                                          [--warmup S] [--value-bytes B] [--keys K] [--label L]
                                          [--mix get=90,set=10,rotate=0,read_metadata=0]
                     Prints one line: RESULT label=… ops_per_sec=… p50_us=… p99_us=… p999_us=… errors=…
@@ -85,6 +96,16 @@ func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () as
         configuration.poolSize = options.poolSize
         let store = try MemcachedSessionStore(configuration: configuration)
         return (StoreTarget(store: store), { try await store.run() })
+    case "postgres":
+        var configuration = PostgresSessionStore.Configuration()
+        configuration.host = options.host
+        configuration.port = options.port ?? 5432
+        configuration.username = options.user
+        configuration.password = options.password
+        configuration.database = options.database
+        configuration.poolSize = options.poolSize
+        let store = try PostgresSessionStore(configuration: configuration)
+        return (StoreTarget(store: store), { await store.run() })
     default:
         return (makeLocalTarget(options), nil)
     }
@@ -124,8 +145,13 @@ struct TaskResult: Sendable {
 let options = Options.parse(CommandLine.arguments)
 let (target, service) = try makeTarget(options)
 let serviceTask = service.map { run in Task { try await run() } }
+if let store = (target as? StoreTarget)?.store as? PostgresSessionStore { try await store.migrate() }
 let keys = (0..<options.keys).map { index in
-    Base64URL.encode((0..<32).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ index &* 7 &+ (index >> 8)) })
+    if options.numericKeys {
+        let digits = String(index + 1)
+        return String(repeating: "0", count: 43 - digits.count) + digits
+    }
+    return Base64URL.encode((0..<32).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ index &* 7 &+ (index >> 8)) })
 }
 let value = String(repeating: "v", count: options.valueBytes)
 let now = Int(Date().timeIntervalSince1970)
