@@ -103,7 +103,8 @@ struct PostgresRestartTests {
         configuration.connectTimeout = .seconds(2)
         configuration.sendTimeout = .seconds(1)
         configuration.readTimeout = .seconds(2)
-        let bound = Duration.seconds(2 + 1 + 2 + 1)
+        // connect + send + read timeouts, plus slack for a machine loaded by parallel suites.
+        let bound = Duration.seconds(2 + 1 + 2 + 5)
 
         try await PG.withStore(configuration) { store in
             let phase = Phase()
@@ -130,7 +131,11 @@ struct PostgresRestartTests {
                         }
                     }
                 }
-                try await Task.sleep(for: .seconds(1))
+                // Crash only once the store has served requests (a loaded machine may take a while).
+                let warmup = ContinuousClock.now + .seconds(30)
+                while ContinuousClock.now < warmup, outcomes.all.filter({ $0.phase == 0 && $0.code == nil }).count < 10 {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
                 try await server.crash()
                 phase.set(1)
                 try await Task.sleep(for: .seconds(3))
