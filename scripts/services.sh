@@ -486,7 +486,7 @@ pg_conf() { # DATADIR PORT SSL
         printf '\n# sess-services\n'
         printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = '%s'\n" "$2" "$ROOT/pg/run"
         if [[ $3 == on ]]; then
-            printf "max_connections = 200\nssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\nssl_ca_file = '%s'\n" \
+            printf "max_connections = 600\nssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\nssl_ca_file = '%s'\n" \
                 "$t/server.crt" "$t/server.key" "$t/ca.crt"
         else
             printf "max_connections = 50\nshared_buffers = 16MB\nssl = off\n"

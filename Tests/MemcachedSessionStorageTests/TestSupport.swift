@@ -1,5 +1,6 @@
 import _MemcachedWire
 import Foundation
+import SessionStorageConformance
 import Logging
 import MemcachedSessionStorage
 import NIOCore
@@ -96,42 +97,38 @@ func withClient<T: Sendable>(
 
 /// A memcached process of the test's own (for tests that kill servers, count commands or need
 /// several servers), on a port in 22100-22999.
-final class OwnMemcached: @unchecked Sendable {
-    // @unchecked: `process` is only replaced by start()/kill(), which tests call sequentially.
+final class OwnMemcached: Sendable {
     let port: Int
-    private var process: Process?
+    private let process: ChildProcess
 
     init() throws {
         port = Int.random(in: 22100...22999)
-        try start()
+        process = try ChildProcess(
+            executable: "/usr/bin/memcached",
+            arguments: ["-u", "root", "-l", "127.0.0.1", "-p", String(port), "-U", "0", "-m", "64", "-I", "4m"])
+        try waitUntilUp()
     }
 
     var address: MemcachedServerAddress { .tcp(host: "127.0.0.1", port: port) }
 
+    /// Starts the server again (after ``kill()``), on the same port.
     func start() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/memcached")
-        process.arguments = ["-u", "root", "-l", "127.0.0.1", "-p", String(port), "-U", "0", "-m", "64", "-I", "4m"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        self.process = process
-        // wait until it accepts connections
-        for _ in 0..<100 {
+        try process.start()
+        try waitUntilUp()
+    }
+
+    private func waitUntilUp() throws {
+        for _ in 0..<250 {
             if Self.canConnect(port: port) { return }
             usleep(20_000)
         }
         throw ConformanceLikeError("memcached on port \(port) did not start")
     }
 
+    /// Kills the server with SIGKILL (it dies mid-request).
     func kill() {
-        guard let process else { return }
-        Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        self.process = nil
+        process.kill()
     }
-
-    deinit { kill() }
 
     static func canConnect(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
