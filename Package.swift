@@ -121,7 +121,13 @@ let package = Package(
         ),
         .target(
             name: "MySQLSessionStorage",
-            dependencies: ["SessionStorage", "_MySQLWire"],
+            dependencies: [
+                "SessionStorage", "_MySQLWire",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
 
@@ -205,7 +211,11 @@ let package = Package(
         ),
         .testTarget(
             name: "MySQLSessionStorageTests",
-            dependencies: ["MySQLSessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "MySQLSessionStorage", "SessionStorageConformance", "_MySQLWire",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -25,7 +25,7 @@ public enum MySQLClientMessage: Sendable, Hashable {
 
     /// The payload size of COM_STMT_EXECUTE for these binds, computed before preparing, so a
     /// command over `maxPacketSize` is refused before anything is written.
-    static func executePayloadSize(binds: [MySQLValue]) -> Int {
+    public static func executePayloadSize(binds: [MySQLValue]) -> Int {
         var size = 1 + 4 + 1 + 4
         if !binds.isEmpty {
             size += (binds.count + 7) / 8 + 1 + 2 * binds.count
