@@ -204,6 +204,8 @@ let package = Package(
             name: "MySQLWireTests",
             dependencies: [
                 "_MySQLWire",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],

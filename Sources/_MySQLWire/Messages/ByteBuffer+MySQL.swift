@@ -1,7 +1,7 @@
 import NIOCore
 
 // The primitive encodings of the MySQL protocol: little-endian fixed-width integers,
-// length-encoded integers and strings, NUL-terminated strings.
+// length-encoded integers and strings (NUL-terminated strings are NIOCore's).
 extension ByteBuffer {
     /// Reads a length-encoded integer (`0xFB` is NULL in rows and yields `nil` here as well).
     mutating func readLengthEncodedInteger() -> UInt64? {
@@ -29,14 +29,6 @@ extension ByteBuffer {
         return readString(length: Int(length))
     }
 
-    /// Reads a NUL-terminated string (the NUL is consumed).
-    mutating func readNullTerminatedString() -> String? {
-        guard let index = readableBytesView.firstIndex(of: 0) else { return nil }
-        let string = readString(length: index - readerIndex)
-        moveReaderIndex(forwardBy: 1)
-        return string
-    }
-
     /// Writes a length-encoded integer.
     @discardableResult
     mutating func writeLengthEncodedInteger(_ value: UInt64) -> Int {
@@ -57,12 +49,6 @@ extension ByteBuffer {
     @discardableResult
     mutating func writeLengthEncodedBytes(_ bytes: some Collection<UInt8>) -> Int {
         writeLengthEncodedInteger(UInt64(bytes.count)) + writeBytes(bytes)
-    }
-
-    /// Writes a NUL-terminated string.
-    @discardableResult
-    mutating func writeNullTerminatedString(_ string: String) -> Int {
-        writeString(string) + writeInteger(UInt8(0))
     }
 
     /// The size of a length-encoded integer.
