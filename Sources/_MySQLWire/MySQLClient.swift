@@ -102,7 +102,7 @@ public final class MySQLClient: Service, Sendable {
                 return ConnectionAndMetadata(connection: connection, maximalStreamsOnConnection: 1)
             } catch {
                 let typed = error as? MySQLError ?? MySQLError(.connectionFailed, message: "could not connect", underlying: error)
-                errorBox.value.withLock { $0 = typed }
+                errorBox.record(typed)
                 throw typed
             }
         }
@@ -162,33 +162,44 @@ public final class MySQLClient: Service, Sendable {
 
     private func leaseWithTimeout() async throws -> ConnectionLease<MySQLConnection> {
         let timeout = configuration.timeouts.connect
-        enum Outcome: Sendable { case lease(ConnectionLease<MySQLConnection>), timedOut }
-        return try await withThrowingTaskGroup(of: Outcome.self) { group in
+        let failuresBefore = lastConnectError.failures.load(ordering: .relaxed)
+        let errors = lastConnectError
+        enum Outcome: Sendable { case lease(ConnectionLease<MySQLConnection>), timedOut, connectFailed }
+        let outcome: Outcome = try await withThrowingTaskGroup(of: Outcome.self) { group in
             group.addTask { .lease(try await self.connectionPool.leaseConnection()) }
             group.addTask {
-                try await Task.sleep(for: timeout)
+                // Wait for the connect timeout, or less when a connect attempt fails meanwhile.
+                let deadline = ContinuousClock.now + timeout
+                while ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                    if errors.failures.load(ordering: .relaxed) != failuresBefore { return .connectFailed }
+                }
                 return .timedOut
             }
             let first = try await group.next()!
             group.cancelAll()
-            switch first {
-            case .lease(let lease):
-                // Drain the timer.
+            if case .lease = first {
                 while let _ = try? await group.next() {}
-                return lease
-            case .timedOut:
-                // The lease may still have arrived; give it back.
-                while true {
-                    do {
-                        guard let next = try await group.next() else { break }
-                        if case .lease(let lease) = next { lease.release() }
-                    } catch { break }
-                }
-                let last = lastConnectError.value.withLock { $0 }
-                throw MySQLError(
-                    last?.code ?? .timeout, message: "no pooled connection within the connect timeout",
-                    serverError: last?.serverError, underlying: last)
+                return first
             }
+            // The lease may still have arrived; give it back.
+            while true {
+                do {
+                    guard let next = try await group.next() else { break }
+                    if case .lease(let lease) = next { lease.release() }
+                } catch { break }
+            }
+            return first
+        }
+        switch outcome {
+        case .lease(let lease):
+            return lease
+        case .timedOut, .connectFailed:
+            let last = lastConnectError.value.withLock { $0 }
+            if case .connectFailed = outcome, let last { throw last }
+            throw MySQLError(
+                last?.code ?? .timeout, message: "no pooled connection within the connect timeout",
+                serverError: last?.serverError, underlying: last)
         }
     }
 
@@ -205,7 +216,14 @@ public final class MySQLClient: Service, Sendable {
     }
 }
 
-/// The last connect error, shared with the pool's connection factory.
+/// The last connect error and the number of failed connects, shared with the pool's
+/// connection factory, so requests waiting for a connection fail at once when connecting fails.
 final class ErrorBox: Sendable {
     let value = Mutex<MySQLError?>(nil)
+    let failures = Atomic<Int>(0)
+
+    func record(_ error: MySQLError) {
+        value.withLock { $0 = error }
+        failures.add(1, ordering: .relaxed)
+    }
 }

@@ -6,7 +6,9 @@ import _MySQLWire
 @testable import MySQLSessionStorage
 
 /// The shared conformance suite against real MariaDB over TCP with a password.
-@Suite("MySQL store conformance (TCP, ascii schema)", .serialized)
+/// Nested in the serialized server suite, so the restart test never runs beside it.
+extension MySQLServerTests {
+@Suite("MySQL store conformance (TCP, ascii and utf8mb4 schemas)")
 struct MySQLConformanceTests {
     // The 1 MiB max_packet_size bounds the value; leave room for the statement.
     static let options = SessionStoreConformance.Options(
@@ -28,4 +30,5 @@ struct MySQLConformanceTests {
             try await SessionStoreConformance(store: store, options: options).run(testCase)
         }
     }
+}
 }
