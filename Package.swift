@@ -124,6 +124,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -134,7 +135,13 @@ let package = Package(
         ),
         .target(
             name: "MySQLSessionStorage",
-            dependencies: ["SessionStorage", "_MySQLWire"],
+            dependencies: [
+                "SessionStorage", "_MySQLWire",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
 
@@ -227,6 +234,8 @@ let package = Package(
             name: "MySQLWireTests",
             dependencies: [
                 "_MySQLWire",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
@@ -234,7 +243,11 @@ let package = Package(
         ),
         .testTarget(
             name: "MySQLSessionStorageTests",
-            dependencies: ["MySQLSessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "MySQLSessionStorage", "SessionStorageConformance", "_MySQLWire",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
