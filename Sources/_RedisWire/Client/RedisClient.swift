@@ -1,0 +1,315 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import ServiceLifecycle
+import _ConnectionPoolModule
+
+/// A pooled Redis client: `Sendable`, shared by any number of concurrent callers.
+///
+/// It is a ServiceLifecycle `Service`: the pool works only while ``run()`` runs (run it in a
+/// `ServiceGroup` or a task group); cancelling `run()` or a graceful shutdown closes every
+/// connection. Each connection carries up to
+/// ``Configuration/Pool-swift.struct/maximumConcurrentRequestsPerConnection`` requests at
+/// once, so concurrent callers pipeline over few connections.
+///
+/// With ``Configuration/Endpoint-swift.enum/sentinel(_:)`` every new connection asks the
+/// sentinels for the master's address and checks `ROLE`; a `READONLY` reply (the node was
+/// demoted) closes that connection, so the next one finds the new master.
+public final class RedisClient: Sendable, Service {
+    typealias Pool = ConnectionPool<
+        RedisConnection, Int, ConnectionIDGenerator, RedisConnectionRequest, Int,
+        RedisKeepAliveBehavior, RedisPoolObservability, ContinuousClock
+    >
+
+    /// The configuration the client was made with.
+    public let configuration: Configuration
+    private let pool: Pool
+    private let logger: Logger
+    private let eventLoopGroup: any EventLoopGroup
+    private let state: NIOLockedValueBox<State>
+    private let requestIDs = ConnectionIDGenerator()
+
+    private struct State {
+        var inUse = 0
+        var waiting = 0
+        var lastConnectError: RedisClientError?
+        var tlsContext: NIOSSLContext?
+        var sentinelTLSContext: NIOSSLContext?
+    }
+
+    /// Creates a client. Nothing connects until ``run()`` runs and a request comes.
+    public init(
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "redis", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
+        var logger = logger
+        if let name = configuration.pool.name {
+            logger[metadataKey: RedisLoggingKeys.pool] = .string(name)
+        }
+        self.configuration = configuration
+        self.logger = logger
+        self.eventLoopGroup = eventLoopGroup
+        let state = NIOLockedValueBox(State())
+        self.state = state
+
+        var poolConfiguration = ConnectionPoolConfiguration()
+        poolConfiguration.minimumConnectionCount = configuration.pool.minimumConnections
+        poolConfiguration.maximumConnectionSoftLimit = configuration.pool.maximumConnections
+        poolConfiguration.maximumConnectionHardLimit = configuration.pool.maximumConnections
+        poolConfiguration.idleTimeout = configuration.pool.idleTimeout
+        // Once connecting has failed for a connect timeout with no connection left, waiting
+        // callers fail at once instead of queueing; the pool keeps retrying in the background.
+        poolConfiguration.circuitBreakerTripAfter = configuration.connection.connectTimeout
+        let connectionConfiguration = configuration.connection
+        let endpoint = configuration.endpoint
+        let streams = UInt16(clamping: max(1, configuration.pool.maximumConcurrentRequestsPerConnection))
+        let factoryLogger = logger
+
+        self.pool = Pool(
+            configuration: poolConfiguration,
+            idGenerator: ConnectionIDGenerator(),
+            requestType: RedisConnectionRequest.self,
+            keepAliveBehavior: RedisKeepAliveBehavior(frequency: configuration.pool.keepAlivePingInterval),
+            observabilityDelegate: RedisPoolObservability(logger: logger),
+            clock: ContinuousClock()
+        ) { [eventLoopGroup] id, _ in
+            do {
+                let connection = try await Self.makeConnection(
+                    id: id, configuration: connectionConfiguration, endpoint: endpoint,
+                    eventLoop: eventLoopGroup.any(), state: state, logger: factoryLogger
+                )
+                state.withLockedValue { $0.lastConnectError = nil }
+                return ConnectionAndMetadata(connection: connection, maximalStreamsOnConnection: streams)
+            } catch {
+                let typed = RedisConnectionStateMachine.mapError(error, handshaking: true)
+                state.withLockedValue { $0.lastConnectError = typed }
+                throw typed
+            }
+        }
+    }
+
+    /// Runs the pool until cancelled or until a graceful shutdown; then closes every connection.
+    public func run() async throws {
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await self.pool.run()
+        } onCancelOrGracefulShutdown: {
+            self.pool.triggerForceShutdown()
+        }
+    }
+
+    // MARK: requests
+
+    /// Sends one command and returns its reply; an error reply throws `serverError`.
+    @discardableResult
+    public func send(_ command: RedisCommand) async throws -> RESPValue {
+        try await withConnection { try await $0.send(command) }
+    }
+
+    /// Sends several commands in one write on one connection and returns their replies
+    /// (error replies as values).
+    public func pipeline(_ commands: [RedisCommand]) async throws -> [RESPValue] {
+        try await withConnection { try await $0.pipeline(commands) }
+    }
+
+    /// Runs `commands` in `MULTI`/`EXEC` on one connection; see ``RedisConnection/transaction(_:)``.
+    public func transaction(_ commands: [RedisCommand]) async throws -> [RESPValue] {
+        try await withConnection { try await $0.transaction(commands) }
+    }
+
+    /// Leases a connection (one request slot of it) for the duration of `body`.
+    ///
+    /// - Throws: `poolExhausted` at once when the pool and its backlog are full; `timeout` or
+    ///   `connectionFailed` when no connection is ready within the connect timeout;
+    ///   `shutdown` once the client stopped.
+    public func withConnection<Result: Sendable>(
+        _ body: (RedisConnection) async throws -> Result
+    ) async throws -> Result {
+        let lease = try await leaseConnection()
+        defer {
+            state.withLockedValue { $0.inUse -= 1 }
+            lease.release()
+        }
+        do {
+            return try await body(lease.connection)
+        } catch let error as RedisClientError {
+            if error.serverErrorPrefix == "READONLY" {
+                // A demoted master (failover): drop the connection so the next one is made to
+                // the current master.
+                lease.connection.close()
+            }
+            throw error
+        }
+    }
+
+    private func leaseConnection() async throws -> ConnectionLease<RedisConnection> {
+        let pool = configuration.pool
+        let capacity = pool.maximumConnections * max(1, pool.maximumConcurrentRequestsPerConnection)
+        let admitted = state.withLockedValue { state -> Bool in
+            if let backlog = pool.backlog, state.inUse + state.waiting >= capacity + backlog {
+                return false
+            }
+            state.waiting += 1
+            return true
+        }
+        guard admitted else {
+            throw RedisClientError(.poolExhausted, message: "the pool and its backlog are full")
+        }
+
+        let id = requestIDs.next()
+        let timedOut = NIOLockedValueBox(false)
+        let timer = eventLoopGroup.any().scheduleTask(in: TimeAmount(configuration.connection.connectTimeout)) {
+            [pool = self.pool] in
+            timedOut.withLockedValue { $0 = true }
+            pool.cancelLeaseConnection(id)
+        }
+        defer { timer.cancel() }
+        do {
+            let lease = try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { continuation in
+                    self.pool.leaseConnection(RedisConnectionRequest(id: id, continuation: continuation))
+                }
+            } onCancel: {
+                self.pool.cancelLeaseConnection(id)
+            }
+            state.withLockedValue {
+                $0.waiting -= 1
+                $0.inUse += 1
+            }
+            return lease
+        } catch {
+            let lastConnectError = state.withLockedValue { state in
+                state.waiting -= 1
+                return state.lastConnectError
+            }
+            throw leaseError(error, timedOut: timedOut.withLockedValue { $0 }, lastConnectError: lastConnectError)
+        }
+    }
+
+    private func leaseError(_ error: any Error, timedOut: Bool, lastConnectError: RedisClientError?) -> any Error {
+        guard let poolError = error as? ConnectionPoolError else {
+            return RedisConnectionStateMachine.mapError(error, handshaking: true)
+        }
+        if poolError == .poolShutdown {
+            return RedisClientError(.shutdown, message: "the client is shut down", underlying: error)
+        }
+        if timedOut || poolError == .connectionCreationCircuitBreakerTripped {
+            // Why no connection could be had says more than "no connection".
+            if let lastConnectError { return lastConnectError }
+            if timedOut {
+                return RedisClientError(.timeout, message: "no connection was free within the connect timeout", underlying: error)
+            }
+            return RedisClientError(.connectionFailed, message: "no connection to Redis could be made", underlying: error)
+        }
+        return CancellationError()
+    }
+
+    // MARK: connections
+
+    private static func makeConnection(
+        id: Int,
+        configuration: RedisConnection.Configuration,
+        endpoint: Configuration.Endpoint,
+        eventLoop: any EventLoop,
+        state: NIOLockedValueBox<State>,
+        logger: Logger
+    ) async throws -> RedisConnection {
+        let tlsContext = try state.withLockedValue { state -> NIOSSLContext? in
+            if state.tlsContext == nil { state.tlsContext = try configuration.tls.makeContext() }
+            return state.tlsContext
+        }
+        switch endpoint {
+        case .standalone:
+            return try await RedisConnection.connect(
+                configuration: configuration, id: id, eventLoop: eventLoop, tlsContext: tlsContext, logger: logger
+            )
+        case .sentinel(let sentinel):
+            let sentinelTLS = try state.withLockedValue { state -> NIOSSLContext? in
+                if state.sentinelTLSContext == nil { state.sentinelTLSContext = try sentinel.tls.makeContext() }
+                return state.sentinelTLSContext
+            }
+            let master = try await RedisSentinelResolver.masterAddress(
+                sentinel, connection: configuration, eventLoop: eventLoop, tlsContext: sentinelTLS, logger: logger
+            )
+            var configuration = configuration
+            configuration.address = master
+            let connection = try await RedisConnection.connect(
+                configuration: configuration, id: id, eventLoop: eventLoop, tlsContext: tlsContext, logger: logger
+            )
+            do {
+                let role = try await connection.send(.role())
+                guard role.array?.first?.string == "master" else {
+                    throw RedisClientError(.sentinel, message: "the node Sentinel named as master is not a master (failover in progress)")
+                }
+                return connection
+            } catch {
+                await connection.closeAndWait()
+                throw error
+            }
+        }
+    }
+}
+
+/// A lease request of ``RedisClient``: a continuation the pool completes with a connection.
+struct RedisConnectionRequest: ConnectionRequestProtocol {
+    typealias Connection = RedisConnection
+    let id: Int
+    let continuation: CheckedContinuation<ConnectionLease<RedisConnection>, any Error>
+
+    func complete(with result: Result<ConnectionLease<RedisConnection>, ConnectionPoolError>) {
+        continuation.resume(with: result.mapError { $0 as any Error })
+    }
+}
+
+/// Checks idle connections with `PING`.
+struct RedisKeepAliveBehavior: ConnectionKeepAliveBehavior {
+    typealias Connection = RedisConnection
+    let frequency: Duration?
+
+    var keepAliveFrequency: Duration? { frequency }
+
+    func runKeepAlive(for connection: RedisConnection) async throws {
+        try await connection.send(.ping())
+    }
+}
+
+/// Logs the pool's events at debug level.
+struct RedisPoolObservability: ConnectionPoolObservabilityDelegate {
+    typealias ConnectionID = Int
+    let logger: Logger
+
+    func startedConnecting(id: Int) {
+        logger.debug("redis pool connecting", metadata: [RedisLoggingKeys.connectionID: "\(id)"])
+    }
+
+    func connectFailed(id: Int, error: any Error) {
+        logger.debug(
+            "redis pool connect failed",
+            metadata: [RedisLoggingKeys.connectionID: "\(id)", "error": "\(error)"]
+        )
+    }
+
+    func connectSucceeded(id: Int, streamCapacity: UInt16) {
+        logger.debug("redis pool connected", metadata: [RedisLoggingKeys.connectionID: "\(id)"])
+    }
+
+    func connectionUtilizationChanged(id: Int, streamsUsed: UInt16, streamCapacity: UInt16) {}
+
+    func keepAliveTriggered(id: Int) {}
+
+    func keepAliveSucceeded(id: Int) {}
+
+    func keepAliveFailed(id: Int, error: any Error) {
+        logger.debug("redis pool keep-alive failed", metadata: [RedisLoggingKeys.connectionID: "\(id)"])
+    }
+
+    func connectionClosing(id: Int) {}
+
+    func connectionClosed(id: Int, error: (any Error)?) {
+        logger.debug("redis pool connection closed", metadata: [RedisLoggingKeys.connectionID: "\(id)"])
+    }
+
+    func requestQueueDepthChanged(_ newDepth: Int) {}
+}
