@@ -153,7 +153,14 @@ let package = Package(
         ),
         .testTarget(
             name: "RedisSessionStorageTests",
-            dependencies: ["RedisSessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "RedisSessionStorage",
+                "SessionStorageConformance",
+                "_RedisWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

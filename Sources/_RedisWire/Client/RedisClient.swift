@@ -30,10 +30,11 @@ public final class RedisClient: Sendable, Service {
     private let eventLoopGroup: any EventLoopGroup
     private let state: NIOLockedValueBox<State>
     private let requestIDs = ConnectionIDGenerator()
+    private let multiplexer: RedisMultiplexer
 
     private struct State {
-        var inUse = 0
-        var waiting = 0
+        /// Requests admitted and not yet finished (running or waiting for a connection).
+        var active = 0
         var lastConnectError: RedisClientError?
         var tlsContext: NIOSSLContext?
         var sentinelTLSContext: NIOSSLContext?
@@ -65,7 +66,9 @@ public final class RedisClient: Sendable, Service {
         poolConfiguration.circuitBreakerTripAfter = configuration.connection.connectTimeout
         let connectionConfiguration = configuration.connection
         let endpoint = configuration.endpoint
-        let streams = UInt16(clamping: max(1, configuration.pool.maximumConcurrentRequestsPerConnection))
+        // The pool leases each connection whole; RedisMultiplexer shares a lease among requests.
+        let streams: UInt16 = 1
+        self.multiplexer = RedisMultiplexer(maximumRequests: configuration.pool.maximumConcurrentRequestsPerConnection)
         let factoryLogger = logger
 
         self.pool = Pool(
@@ -119,7 +122,8 @@ public final class RedisClient: Sendable, Service {
         try await withConnection { try await $0.transaction(commands) }
     }
 
-    /// Leases a connection (one request slot of it) for the duration of `body`.
+    /// Runs `body` on a pooled connection, which up to
+    /// ``Configuration/Pool-swift.struct/maximumConcurrentRequestsPerConnection`` callers share.
     ///
     /// - Throws: `poolExhausted` at once when the pool and its backlog are full; `timeout` or
     ///   `connectionFailed` when no connection is ready within the connect timeout;
@@ -127,37 +131,35 @@ public final class RedisClient: Sendable, Service {
     public func withConnection<Result: Sendable>(
         _ body: (RedisConnection) async throws -> Result
     ) async throws -> Result {
-        let lease = try await leaseConnection()
-        defer {
-            state.withLockedValue { $0.inUse -= 1 }
-            lease.release()
-        }
-        do {
-            return try await body(lease.connection)
-        } catch let error as RedisClientError {
-            if error.serverErrorPrefix == "READONLY" {
-                // A demoted master (failover): drop the connection so the next one is made to
-                // the current master.
-                lease.connection.close()
-            }
-            throw error
-        }
-    }
-
-    private func leaseConnection() async throws -> ConnectionLease<RedisConnection> {
         let pool = configuration.pool
         let capacity = pool.maximumConnections * max(1, pool.maximumConcurrentRequestsPerConnection)
         let admitted = state.withLockedValue { state -> Bool in
-            if let backlog = pool.backlog, state.inUse + state.waiting >= capacity + backlog {
+            if let backlog = pool.backlog, state.active >= capacity + backlog {
                 return false
             }
-            state.waiting += 1
+            state.active += 1
             return true
         }
         guard admitted else {
             throw RedisClientError(.poolExhausted, message: "the pool and its backlog are full")
         }
+        defer { state.withLockedValue { $0.active -= 1 } }
+        return try await multiplexer.withConnection(lease: { try await self.leaseConnection() }) { connection in
+            do {
+                return try await body(connection)
+            } catch let error as RedisClientError {
+                if error.serverErrorPrefix == "READONLY" {
+                    // A demoted master (failover): drop the connection so the next one is made
+                    // to the current master.
+                    self.multiplexer.retire(connection)
+                    connection.close()
+                }
+                throw error
+            }
+        }
+    }
 
+    private func leaseConnection() async throws -> (connection: RedisConnection, release: @Sendable () -> Void) {
         let id = requestIDs.next()
         let timedOut = NIOLockedValueBox(false)
         let timer = eventLoopGroup.any().scheduleTask(in: TimeAmount(configuration.connection.connectTimeout)) {
@@ -174,16 +176,9 @@ public final class RedisClient: Sendable, Service {
             } onCancel: {
                 self.pool.cancelLeaseConnection(id)
             }
-            state.withLockedValue {
-                $0.waiting -= 1
-                $0.inUse += 1
-            }
-            return lease
+            return (lease.connection, { lease.release() })
         } catch {
-            let lastConnectError = state.withLockedValue { state in
-                state.waiting -= 1
-                return state.lastConnectError
-            }
+            let lastConnectError = state.withLockedValue { $0.lastConnectError }
             throw leaseError(error, timedOut: timedOut.withLockedValue { $0 }, lastConnectError: lastConnectError)
         }
     }
