@@ -22,6 +22,8 @@ let package = Package(
         .library(name: "_MemcachedWire", targets: ["_MemcachedWire"]),
         .library(name: "MemcachedSessionStorage", targets: ["MemcachedSessionStorage"]),
         .library(name: "PostgresSessionStorage", targets: ["PostgresSessionStorage"]),
+        .library(name: "_MySQLWire", targets: ["_MySQLWire"]),
+        .library(name: "MySQLSessionStorage", targets: ["MySQLSessionStorage"]),
         .library(name: "RestySession", targets: ["RestySession"]),
         .library(name: "SessionStorageConformance", targets: ["SessionStorageConformance"]),
         .executable(name: "session-example", targets: ["SessionExample"]),
@@ -109,6 +111,27 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: MySQL / MariaDB
+        .target(
+            name: "_MySQLWire",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MySQLSessionStorage",
+            dependencies: ["SessionStorage", "_MySQLWire"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: session core
         .target(
             name: "RestySession",
@@ -130,7 +153,10 @@ let package = Package(
         // MARK: tests
         .testTarget(
             name: "SessionStorageTests",
-            dependencies: ["SessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "SessionStorage", "SessionStorageConformance",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -180,6 +206,20 @@ let package = Package(
         .testTarget(
             name: "PostgresSessionStorageTests",
             dependencies: ["PostgresSessionStorage", "SessionStorageConformance"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MySQLWireTests",
+            dependencies: [
+                "_MySQLWire",
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MySQLSessionStorageTests",
+            dependencies: ["MySQLSessionStorage", "SessionStorageConformance"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

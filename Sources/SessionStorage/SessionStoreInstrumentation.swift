@@ -36,9 +36,13 @@ public struct SessionStoreInstrumentation: Sendable {
     public let logger: Logger
     private let counters: [SessionStoreOperation: Counter]
     private let timers: [SessionStoreOperation: Metrics.Timer]
+    private let factory: any MetricsFactory
 
     /// Creates the metrics of a backend.
-    public init(backend: String, logger: Logger) {
+    /// - Parameter metricsFactory: where metrics go; the process-wide `MetricsSystem` by default.
+    public init(backend: String, logger: Logger, metricsFactory: (any MetricsFactory)? = nil) {
+        let factory = metricsFactory ?? MetricsSystem.factory
+        self.factory = factory
         self.backend = backend
         var logger = logger
         logger[metadataKey: SessionLoggingKeys.backend] = .string(backend)
@@ -47,8 +51,9 @@ public struct SessionStoreInstrumentation: Sendable {
         var timers: [SessionStoreOperation: Metrics.Timer] = [:]
         for operation in SessionStoreOperation.allCases {
             let dimensions = [("backend", backend), ("operation", operation.rawValue)]
-            counters[operation] = Counter(label: "session_store_operations_total", dimensions: dimensions)
-            timers[operation] = Metrics.Timer(label: "session_store_operation_duration", dimensions: dimensions)
+            counters[operation] = Counter(label: "session_store_operations_total", dimensions: dimensions, factory: factory)
+            timers[operation] = Metrics.Timer(
+                label: "session_store_operation_duration", dimensions: dimensions, factory: factory)
         }
         self.counters = counters
         self.timers = timers
@@ -97,7 +102,8 @@ public struct SessionStoreInstrumentation: Sendable {
         if typed.backend == nil { typed.backend = backend }
         Counter(
             label: "session_store_errors_total",
-            dimensions: [("backend", backend), ("operation", operation.rawValue), ("code", typed.code.description)]
+            dimensions: [("backend", backend), ("operation", operation.rawValue), ("code", typed.code.description)],
+            factory: factory
         ).increment()
         logger.debug(
             "session store operation failed",

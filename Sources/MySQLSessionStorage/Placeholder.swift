@@ -1,0 +1,1 @@
+// Placeholder: this target is built in its own issue.
