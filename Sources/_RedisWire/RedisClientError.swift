@@ -57,6 +57,9 @@ public struct RedisClientError: Error, Sendable, CustomStringConvertible, Custom
     public var serverError: RESPError?
     /// The error of the layer below (an I/O error, a TLS error, a decoding error…).
     public var underlying: (any Error)?
+    /// Whether the request never left this process (the connection was closed before it was
+    /// written): it is then safe to retry on another connection.
+    public var requestWasNotSent: Bool = false
     /// Where the error was thrown.
     public var file: String
     /// Where the error was thrown.

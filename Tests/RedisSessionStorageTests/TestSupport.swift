@@ -99,6 +99,7 @@ func withRunning<Store: SessionStore & Sendable, T: Sendable>(
     }
 }
 
+@discardableResult
 func withStore<T: Sendable>(
     _ configuration: RedisSessionStore.Configuration,
     _ body: @Sendable (RedisSessionStore) async throws -> T
@@ -177,7 +178,8 @@ final class OwnRedisServer: Sendable {
             "--daemonize", "yes", "--pidfile", directory + "/redis.pid", "--dir", directory, "--logfile", directory + "/redis.log",
         ] + arguments
         try process.run()
-        process.waitUntilExit()
+        // `--daemonize yes`: the launcher exits at once; wait for the socket, not the process
+        // (waitUntilExit can hang under the test runner).
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) {
             Thread.sleep(forTimeInterval: 0.05)
         }

@@ -36,6 +36,8 @@ public final class RedisClient: Sendable, Service {
         /// Requests admitted and not yet finished (running or waiting for a connection).
         var active = 0
         var lastConnectError: RedisClientError?
+        /// Lease requests waiting in the pool; `true` once a failed connect attempt released them.
+        var pendingLeases: [Int: Bool] = [:]
         var tlsContext: NIOSSLContext?
         var sentinelTLSContext: NIOSSLContext?
     }
@@ -78,7 +80,7 @@ public final class RedisClient: Sendable, Service {
             keepAliveBehavior: RedisKeepAliveBehavior(frequency: configuration.pool.keepAlivePingInterval),
             observabilityDelegate: RedisPoolObservability(logger: logger),
             clock: ContinuousClock()
-        ) { [eventLoopGroup] id, _ in
+        ) { [eventLoopGroup] id, pool in
             do {
                 let connection = try await Self.makeConnection(
                     id: id, configuration: connectionConfiguration, endpoint: endpoint,
@@ -88,7 +90,16 @@ public final class RedisClient: Sendable, Service {
                 return ConnectionAndMetadata(connection: connection, maximalStreamsOnConnection: streams)
             } catch {
                 let typed = RedisConnectionStateMachine.mapError(error, handshaking: true)
-                state.withLockedValue { $0.lastConnectError = typed }
+                // Like a failed connect in OpenResty, the callers waiting for this connection
+                // get its error now rather than after the connect timeout; the pool retries
+                // with backoff for later callers.
+                let waiting = state.withLockedValue { state -> [Int] in
+                    state.lastConnectError = typed
+                    let ids = state.pendingLeases.filter { !$0.value }.map(\.key)
+                    for id in ids { state.pendingLeases[id] = true }
+                    return ids
+                }
+                for id in waiting { pool.cancelLeaseConnection(id) }
                 throw typed
             }
         }
@@ -144,17 +155,26 @@ public final class RedisClient: Sendable, Service {
             throw RedisClientError(.poolExhausted, message: "the pool and its backlog are full")
         }
         defer { state.withLockedValue { $0.active -= 1 } }
-        return try await multiplexer.withConnection(lease: { try await self.leaseConnection() }) { connection in
+        var attempt = 0
+        while true {
+            attempt += 1
             do {
-                return try await body(connection)
-            } catch let error as RedisClientError {
-                if error.serverErrorPrefix == "READONLY" {
-                    // A demoted master (failover): drop the connection so the next one is made
-                    // to the current master.
-                    self.multiplexer.retire(connection)
-                    connection.close()
+                return try await multiplexer.withConnection(lease: { try await self.leaseConnection() }) { connection in
+                    do {
+                        return try await body(connection)
+                    } catch let error as RedisClientError {
+                        if error.serverErrorPrefix == "READONLY" || error.requestWasNotSent {
+                            // A demoted master (failover), or a connection that closed before the
+                            // pool knew: drop it, so the next one is made afresh.
+                            self.multiplexer.retire(connection)
+                            connection.close()
+                        }
+                        throw error
+                    }
                 }
-                throw error
+            } catch let error as RedisClientError where error.requestWasNotSent && attempt < 3 {
+                // Nothing reached the server: safe to run again on another connection.
+                continue
             }
         }
     }
@@ -167,7 +187,11 @@ public final class RedisClient: Sendable, Service {
             timedOut.withLockedValue { $0 = true }
             pool.cancelLeaseConnection(id)
         }
-        defer { timer.cancel() }
+        state.withLockedValue { $0.pendingLeases[id] = false }
+        defer {
+            timer.cancel()
+            state.withLockedValue { _ = $0.pendingLeases.removeValue(forKey: id) }
+        }
         do {
             let lease = try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { continuation in
@@ -178,8 +202,10 @@ public final class RedisClient: Sendable, Service {
             }
             return (lease.connection, { lease.release() })
         } catch {
-            let lastConnectError = state.withLockedValue { $0.lastConnectError }
-            throw leaseError(error, timedOut: timedOut.withLockedValue { $0 }, lastConnectError: lastConnectError)
+            let (lastConnectError, connectFailed) = state.withLockedValue { ($0.lastConnectError, $0.pendingLeases[id] ?? false) }
+            throw leaseError(
+                error, timedOut: timedOut.withLockedValue { $0 } || connectFailed, lastConnectError: lastConnectError
+            )
         }
     }
 

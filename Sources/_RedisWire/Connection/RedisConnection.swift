@@ -143,7 +143,9 @@ public final class RedisConnection: PooledConnection, Sendable {
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
         channel.writeAndFlush(RedisRequest(commands: commands, promise: promise)).whenFailure { error in
             // The request never reached the handler (the channel closed).
-            promise.fail(RedisClientError(.connectionClosed, message: "the connection is closed", underlying: error))
+            var closed = RedisClientError(.connectionClosed, message: "the connection is closed", underlying: error)
+            closed.requestWasNotSent = true
+            promise.fail(closed)
         }
         return try await promise.futureResult.get()
     }

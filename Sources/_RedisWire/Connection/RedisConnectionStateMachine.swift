@@ -125,10 +125,9 @@ struct RedisConnectionStateMachine {
             queuedDuringHandshake.append(request)
             return .none
         case .closing, .closed:
-            return .fail(
-                RedisClientError(.connectionClosed, message: "the connection is closed"),
-                [promise]
-            )
+            var error = RedisClientError(.connectionClosed, message: "the connection is closed")
+            error.requestWasNotSent = true
+            return .fail(error, [promise])
         }
     }
 
