@@ -98,8 +98,9 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
                 return nil
             }
             if type == UInt8(ascii: "|") {
-                // An attribute annotates the value that follows it; this client has no use for it.
-                return try parse(&buffer, depth: depth, limits: limits)
+                // An attribute annotates the value that follows it; this client has no use for
+                // it. It counts as a level, so a chain of attributes cannot recurse unbounded.
+                return try parse(&buffer, depth: depth + 1, limits: limits)
             }
             var entries: [RESPMapEntry] = []
             entries.reserveCapacity(count)
