@@ -21,6 +21,8 @@ let package = Package(
             name: "StorageBench",
             dependencies: [
                 .product(name: "SessionStorage", package: rootPackage),
+                .product(name: "MemcachedSessionStorage", package: rootPackage),
+                .product(name: "PostgresSessionStorage", package: rootPackage),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],

@@ -1,5 +1,7 @@
 import Foundation
 import Histogram
+import MemcachedSessionStorage
+import PostgresSessionStorage
 import SessionStorage
 
 // storage-bench: a mixed get / set / rotate / readMetadata load with N concurrent tasks against
@@ -17,6 +19,13 @@ struct Options {
     var rotatePercent = 0
     var readMetadataPercent = 0
     var label: String?
+    var host = "127.0.0.1"
+    var port: Int?
+    var poolSize = 4
+    var numericKeys = false
+    var user = "sess"
+    var password = "sesspass"
+    var database = "sessdb"
 
     static func parse(_ arguments: [String]) -> Options {
         var options = Options()
@@ -34,6 +43,13 @@ struct Options {
             case "--value-bytes": options.valueBytes = Int(next())!
             case "--keys": options.keys = Int(next())!
             case "--label": options.label = next()
+            case "--host": options.host = next()
+            case "--port": options.port = Int(next())!
+            case "--pool-size": options.poolSize = Int(next())!
+            case "--numeric-keys": options.numericKeys = true
+            case "--user": options.user = next()
+            case "--password": options.password = next()
+            case "--database": options.database = next()
             case "--mix":
                 // e.g. get=90,set=10,rotate=0,read_metadata=0
                 options.getPercent = 0
@@ -52,7 +68,10 @@ struct Options {
             case "--help", "-h":
                 print(
                     """
-                    usage: storage-bench [--backend memory|hummingbird-memory] [--tasks N] [--seconds S]
+                    usage: storage-bench [--backend memory|memory-zone|hummingbird-memory|memcached|postgres]
+                                         [--host H] [--port P] [--pool-size N] [--numeric-keys]
+                                         [--user U] [--password P] [--database D]
+                    --numeric-keys: keys are the index zero-padded to 43 digits (pgbench's keys) [--tasks N] [--seconds S]
                                          [--warmup S] [--value-bytes B] [--keys K] [--label L]
                                          [--mix get=90,set=10,rotate=0,read_metadata=0]
                     Prints one line: RESULT label=… ops_per_sec=… p50_us=… p99_us=… p999_us=… errors=…
@@ -67,10 +86,37 @@ struct Options {
     }
 }
 
-func makeTarget(_ options: Options) -> any BenchTarget {
+/// The target, and the service it needs running (a connection pool), if any.
+func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () async throws -> Void)?) {
+    switch options.backend {
+    case "memcached":
+        var configuration = MemcachedSessionStore.Configuration()
+        configuration.host = options.host
+        configuration.port = options.port ?? 11211
+        configuration.poolSize = options.poolSize
+        let store = try MemcachedSessionStore(configuration: configuration)
+        return (StoreTarget(store: store), { try await store.run() })
+    case "postgres":
+        var configuration = PostgresSessionStore.Configuration()
+        configuration.host = options.host
+        configuration.port = options.port ?? 5432
+        configuration.username = options.user
+        configuration.password = options.password
+        configuration.database = options.database
+        configuration.poolSize = options.poolSize
+        let store = try PostgresSessionStore(configuration: configuration)
+        return (StoreTarget(store: store), { await store.run() })
+    default:
+        return (makeLocalTarget(options), nil)
+    }
+}
+
+func makeLocalTarget(_ options: Options) -> any BenchTarget {
     switch options.backend {
     case "memory":
         return StoreTarget(store: MemorySessionStore(configuration: .init(zone: "bench", capacity: 512 << 20)))
+    case "memory-zone":
+        return ZoneTarget()
     case "hummingbird-memory":
         return HummingbirdMemoryTarget()
     default:
@@ -97,9 +143,15 @@ struct TaskResult: Sendable {
 }
 
 let options = Options.parse(CommandLine.arguments)
-let target = makeTarget(options)
+let (target, service) = try makeTarget(options)
+let serviceTask = service.map { run in Task { try await run() } }
+if let store = (target as? StoreTarget)?.store as? PostgresSessionStore { try await store.migrate() }
 let keys = (0..<options.keys).map { index in
-    Base64URL.encode((0..<32).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ index &* 7 &+ (index >> 8)) })
+    if options.numericKeys {
+        let digits = String(index + 1)
+        return String(repeating: "0", count: 43 - digits.count) + digits
+    }
+    return Base64URL.encode((0..<32).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ index &* 7 &+ (index >> 8)) })
 }
 let value = String(repeating: "v", count: options.valueBytes)
 let now = Int(Date().timeIntervalSince1970)
@@ -114,6 +166,10 @@ func runLoad(seconds: Double, record: Bool) async -> [TaskResult] {
         for taskIndex in 0..<options.tasks {
             group.addTask {
                 var result = TaskResult()
+                // Each task has its own copies, as requests carrying their own cookies and data
+                // would: no string storage is shared (and reference-counted) across cores.
+                let keys = keys.map { String(decoding: Array($0.utf8), as: UTF8.self) }
+                let value = String(decoding: Array(value.utf8), as: UTF8.self)
                 var random = FastRandom(state: 0x9E37_79B9_7F4A_7C15 &+ UInt64(taskIndex) &* 0x1234_5678_9ABC_DEF1)
                 let clock = ContinuousClock()
                 var rotations = 0
@@ -160,9 +216,17 @@ func runLoad(seconds: Double, record: Bool) async -> [TaskResult] {
 }
 
 if options.warmup > 0 { _ = await runLoad(seconds: options.warmup, record: false) }
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+let cpuStart = cpuSeconds()
 let started = ContinuousClock.now
 let results = await runLoad(seconds: options.seconds, record: true)
 let elapsed = started.duration(to: .now)
+let cpuUsed = cpuSeconds() - cpuStart
 var merged = TaskResult()
 for result in results {
     merged.histogram.add(result.histogram)
@@ -172,11 +236,14 @@ for result in results {
 let (secs, atto) = elapsed.components
 let seconds = Double(secs) + Double(atto) / 1e18
 let opsPerSecond = Double(merged.operations) / seconds
+let histogram = merged.histogram
 func micros(_ percentile: Double) -> String {
-    String(format: "%.1f", Double(merged.histogram.valueAtPercentile(percentile)) / 1000)
+    String(format: "%.1f", Double(histogram.valueAtPercentile(percentile)) / 1000)
 }
 let label = options.label ?? "\(options.backend)-t\(options.tasks)"
 print(
     "RESULT label=\(label) backend=\(options.backend) tasks=\(options.tasks) ops=\(merged.operations) "
         + "seconds=\(String(format: "%.2f", seconds)) ops_per_sec=\(Int(opsPerSecond)) "
-        + "p50_us=\(micros(50)) p99_us=\(micros(99)) p999_us=\(micros(99.9)) errors=\(merged.errors)")
+        + "p50_us=\(micros(50)) p99_us=\(micros(99)) p999_us=\(micros(99.9)) errors=\(merged.errors) "
+        + "cpu_ns_per_op=\(Int(cpuUsed * 1e9 / Double(max(merged.operations, 1))))")
+serviceTask?.cancel()
