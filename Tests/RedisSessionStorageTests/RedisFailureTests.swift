@@ -33,6 +33,8 @@ func runLoad(_ store: RedisSessionStore, tasks: Int, counts: LoadCounts) async {
                             continue
                         }
                         counts.success()
+                        // A steady load, not a busy loop that starves the suites running beside it.
+                        try? await Task.sleep(for: .milliseconds(10))
                     } catch let error as SessionStoreError {
                         counts.failure(error.code.description)
                         try? await Task.sleep(for: .milliseconds(20))
@@ -59,9 +61,13 @@ struct RedisFailureTests {
         let counts = LoadCounts()
         try await withStore(configuration) { store in
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await runLoad(store, tasks: 20, counts: counts) }
-                try await Task.sleep(for: .milliseconds(500))
-                #expect(counts.ok > 0)
+                group.addTask { await runLoad(store, tasks: 10, counts: counts) }
+                // The load runs (a loaded machine may need a while for the first connections).
+                let warmUp = ContinuousClock.now + .seconds(10)
+                while counts.ok < 20, ContinuousClock.now < warmUp {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(counts.ok >= 20)
                 server.kill()
                 try await Task.sleep(for: .seconds(2))
                 let failedWhileDown = counts.failed
@@ -69,13 +75,13 @@ struct RedisFailureTests {
                 try server.start()
                 // Success again soon after the restart (the pool retries with backoff).
                 let deadline = ContinuousClock.now + .seconds(15)
-                while counts.ok <= okBeforeRestart + 50, ContinuousClock.now < deadline {
+                while counts.ok <= okBeforeRestart + 30, ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(100))
                 }
                 counts.stop()
                 // No hung task: the load ends within the timeouts.
                 try await group.waitForAll()
-                #expect(counts.ok > okBeforeRestart + 50, "no recovery after restart: \(counts.failed)")
+                #expect(counts.ok > okBeforeRestart + 30, "no recovery after restart: \(counts.failed)")
                 #expect(!failedWhileDown.isEmpty)
                 let allowed: Set<String> = ["connectionFailed", "connectionClosed", "timeout"]
                 #expect(Set(counts.failed.keys).isSubset(of: allowed), "\(counts.failed)")
@@ -121,12 +127,12 @@ struct RedisFailureTests {
                 }
                 #expect(after != before, "the failover did not happen")
                 let okAtSwitch = counts.ok
-                while counts.ok <= okAtSwitch + 50, ContinuousClock.now < deadline {
+                while counts.ok <= okAtSwitch + 30, ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(100))
                 }
                 counts.stop()
                 try await group.waitForAll()
-                #expect(counts.ok > okAtSwitch + 50, "operations did not resume: \(counts.failed)")
+                #expect(counts.ok > okAtSwitch + 30, "operations did not resume: \(counts.failed)")
                 #expect(counts.failed["untyped"] == nil && counts.failed["wrongValue"] == nil, "\(counts.failed)")
             }
             // Writes go to the new master.

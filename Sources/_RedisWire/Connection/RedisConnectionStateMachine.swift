@@ -79,9 +79,10 @@ struct RedisConnectionStateMachine {
         self.readTimeout = readTimeout
     }
 
-    /// The deadline of the oldest request in flight (or of the handshake step), if any.
+    /// The deadline of the oldest request in flight, if any (handshake steps have none of their own).
     var nextDeadline: NIODeadline? {
-        inFlight.first?.deadline
+        guard let deadline = inFlight.first?.deadline, deadline != .distantFuture else { return nil }
+        return deadline
     }
 
     /// The number of requests written and awaiting replies.
@@ -139,7 +140,10 @@ struct RedisConnectionStateMachine {
             index = inFlight.index(before: index)
             if inFlight[index].id == id {
                 inFlight[index].written = true
-                inFlight[index].deadline = now + readTimeout
+                // The handshake's own commands are bounded by the connect timeout instead.
+                if inFlight[index].promise != nil {
+                    inFlight[index].deadline = now + readTimeout
+                }
                 return
             }
         }
@@ -321,10 +325,11 @@ struct RedisConnectionStateMachine {
         case .select(let database):
             command = .select(database)
         }
-        // Handshake replies are consumed by the state, not by a caller: no promise.
+        // Handshake replies are consumed by the state, not by a caller: no promise; the
+        // connect timeout (armed by the handler) bounds the handshake, not the read timeout.
         let id = makeID()
         inFlight.append(
-            Request(id: id, commands: [command], replies: [], promise: nil, deadline: now + sendTimeout + readTimeout, written: false)
+            Request(id: id, commands: [command], replies: [], promise: nil, deadline: .distantFuture, written: false)
         )
         return .write(id: id, commands: [command])
     }
