@@ -59,7 +59,9 @@ let package = Package(
             name: "_RedisWire",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -69,7 +71,13 @@ let package = Package(
         ),
         .target(
             name: "RedisSessionStorage",
-            dependencies: ["SessionStorage", "_RedisWire"],
+            dependencies: [
+                "SessionStorage",
+                "_RedisWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
 
@@ -178,7 +186,14 @@ let package = Package(
         ),
         .testTarget(
             name: "RedisSessionStorageTests",
-            dependencies: ["RedisSessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "RedisSessionStorage",
+                "SessionStorageConformance",
+                "_RedisWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
