@@ -219,3 +219,34 @@ extension Array where Element == UInt8 {
 
     var hex: String { map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined() }
 }
+
+// MARK: managers
+
+let testSecret = "correct horse battery staple"
+let testStart = 1_795_310_979
+
+func makeManager(
+    store: TestStore? = nil,
+    clock: ManualClock,
+    random: ReplayRandom = ReplayRandom(),
+    _ configure: (inout SessionManager.Configuration) -> Void = { _ in }
+) throws -> SessionManager {
+    var configuration = SessionManager.Configuration(secret: testSecret)
+    configuration.rememberSafety = .low
+    configure(&configuration)
+    return try SessionManager(
+        configuration: configuration,
+        storage: store,
+        clock: clock.sessionClock,
+        random: random.sessionRandom
+    )
+}
+
+/// Saves a session with `data` and returns the browser's cookie jar afterwards.
+func saveNew(_ manager: SessionManager, _ data: [String: SessionValue], subject: String? = nil) async throws -> (Session, [String: String]) {
+    var session = manager.new(SessionRequest())
+    session.data = data
+    if let subject { session.subject = subject }
+    try await session.save()
+    return (session, session.browserCookies())
+}
