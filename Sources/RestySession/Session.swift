@@ -369,9 +369,12 @@ public struct Session: Sendable {
     /// Revokes every other session of this session's subject for its audience, keeping this
     /// one (and its remember record).
     @discardableResult
-    public func revokeOtherSessions() async throws -> Int {
+    public mutating func revokeOtherSessions() async throws -> Int {
         guard let subject, !subject.isEmpty else {
             throw SessionError(.invalidState, message: "the session has no subject")
+        }
+        if effectiveRemember, rememberMeta == nil {
+            _ = try await openCookie(remember: true, metaOnly: true)
         }
         var keep: Set<String> = []
         if let storageKey { keep.insert(storageKey) }

@@ -228,7 +228,7 @@ let testStart = 1_795_310_979
 func makeManager(
     store: TestStore? = nil,
     clock: ManualClock,
-    random: ReplayRandom = ReplayRandom(),
+    random: ReplayRandom = ReplayRandom(seed: .random(in: 0...UInt64.max)),
     _ configure: (inout SessionManager.Configuration) -> Void = { _ in }
 ) throws -> SessionManager {
     var configuration = SessionManager.Configuration(secret: testSecret)
