@@ -30,9 +30,11 @@ public struct SessionRequest: Sendable, Hashable {
 
     /// The value of the first cookie named `name` (as nginx's `$cookie_NAME`), or `nil`.
     public func cookie(named name: String) -> String? {
+        let wanted = Array(name.utf8)
         for header in cookieHeaders {
-            for pair in Self.pairs(header) where pair.name == name {
-                return String(pair.value)
+            let bytes = Array(header.utf8)
+            for pair in Self.pairs(bytes) where bytes[pair.name].elementsEqual(wanted) {
+                return String(decoding: bytes[pair.value], as: UTF8.self)
             }
         }
         return nil
@@ -43,36 +45,48 @@ public struct SessionRequest: Sendable, Hashable {
     public func cookieHeader(removing shouldRemove: (Substring) -> Bool) -> String? {
         var kept: [String] = []
         for header in cookieHeaders {
-            for pair in Self.pairs(header) where !shouldRemove(pair.name) {
-                kept.append(pair.hasValue ? "\(pair.name)=\(pair.value)" : String(pair.name))
+            let bytes = Array(header.utf8)
+            for pair in Self.pairs(bytes) {
+                let name = Substring(String(decoding: bytes[pair.name], as: UTF8.self))
+                guard !shouldRemove(name) else { continue }
+                kept.append(pair.hasValue ? "\(name)=\(String(decoding: bytes[pair.value], as: UTF8.self))" : String(name))
             }
         }
         return kept.isEmpty ? nil : kept.joined(separator: "; ")
     }
 
-    static func pairs(_ header: String) -> [(name: Substring, value: Substring, hasValue: Bool)] {
-        var result: [(name: Substring, value: Substring, hasValue: Bool)] = []
-        for part in header.split(separator: ";", omittingEmptySubsequences: true) {
-            let trimmed = part.trimmingSpaces
-            guard !trimmed.isEmpty else { continue }
-            if let equals = trimmed.firstIndex(of: "=") {
-                let name = trimmed[..<equals].trimmingSpaces
-                let value = trimmed[trimmed.index(after: equals)...].trimmingSpaces
-                guard !name.isEmpty else { continue }
-                result.append((name, value, true))
-            } else {
-                result.append((trimmed, "", false))
+    /// The `name=value` pairs of a `Cookie` header, as byte ranges: parts split at `;`, spaces
+    /// and tabs trimmed, the name ends at the first `=`; parts without a name are skipped.
+    static func pairs(_ bytes: [UInt8]) -> [(name: Range<Int>, value: Range<Int>, hasValue: Bool)] {
+        var result: [(name: Range<Int>, value: Range<Int>, hasValue: Bool)] = []
+        var start = 0
+        while start <= bytes.count {
+            var end = start
+            while end < bytes.count, bytes[end] != UInt8(ascii: ";") { end += 1 }
+            let part = trimmed(bytes, start..<end)
+            if !part.isEmpty {
+                var equals = part.lowerBound
+                while equals < part.upperBound, bytes[equals] != UInt8(ascii: "=") { equals += 1 }
+                if equals < part.upperBound {
+                    let name = trimmed(bytes, part.lowerBound..<equals)
+                    if !name.isEmpty {
+                        result.append((name, trimmed(bytes, (equals + 1)..<part.upperBound), true))
+                    }
+                } else {
+                    result.append((part, part.upperBound..<part.upperBound, false))
+                }
             }
+            start = end + 1
         }
         return result
     }
-}
 
-extension Substring {
-    var trimmingSpaces: Substring {
-        var slice = self
-        while let first = slice.first, first == " " || first == "\t" { slice = slice.dropFirst() }
-        while let last = slice.last, last == " " || last == "\t" { slice = slice.dropLast() }
-        return slice
+    private static func trimmed(_ bytes: [UInt8], _ range: Range<Int>) -> Range<Int> {
+        var lower = range.lowerBound
+        var upper = range.upperBound
+        while lower < upper, bytes[lower] == 0x20 || bytes[lower] == 0x09 { lower += 1 }
+        while upper > lower, bytes[upper - 1] == 0x20 || bytes[upper - 1] == 0x09 { upper -= 1 }
+        return lower..<upper
     }
 }
+

@@ -5,20 +5,36 @@ import Crypto
 struct SessionKey: Sendable {
     let ikm: [UInt8]
     let pseudoRandomKey: [UInt8]
+    /// HMAC keyed with the PRK, copied for every expansion (saves re-keying).
+    private let expander: HMAC<SHA256>
 
     init(ikm: [UInt8]) {
         self.ikm = ikm
         // HKDF-Extract with an empty salt (RFC 5869: a string of HashLen zeros).
-        self.pseudoRandomKey = Array(HKDF<SHA256>.extract(inputKeyMaterial: SymmetricKey(data: ikm), salt: [UInt8]()))
+        let prk = Array(HKDF<SHA256>.extract(inputKeyMaterial: SymmetricKey(data: ikm), salt: [UInt8]()))
+        self.pseudoRandomKey = prk
+        self.expander = HMAC<SHA256>(key: SymmetricKey(data: prk))
     }
 
-    /// HKDF-Expand(prk, info = usage ":" nonce, length).
+    /// HKDF-Expand(prk, info = usage ":" nonce, length) (RFC 5869 §2.3), `count` ≤ 64.
     func expand(usage: String, nonce: [UInt8], count: Int) -> [UInt8] {
         var info = Array(usage.utf8)
         info.append(UInt8(ascii: ":"))
         info.append(contentsOf: nonce)
-        let key = HKDF<SHA256>.expand(pseudoRandomKey: pseudoRandomKey, info: info, outputByteCount: count)
-        return key.withUnsafeBytes { Array($0) }
+        var output: [UInt8] = []
+        output.reserveCapacity(64)
+        var previous: [UInt8] = []
+        var counter: UInt8 = 1
+        while output.count < count {
+            var hmac = expander
+            hmac.update(data: previous)
+            hmac.update(data: info)
+            hmac.update(data: [counter])
+            previous = Array(hmac.finalize())
+            output.append(contentsOf: previous.prefix(count - output.count))
+            counter += 1
+        }
+        return output
     }
 }
 
