@@ -21,7 +21,8 @@ let package = Package(
         .library(name: "RedisSessionStorage", targets: ["RedisSessionStorage"]),
         .library(name: "_MemcachedWire", targets: ["_MemcachedWire"]),
         .library(name: "MemcachedSessionStorage", targets: ["MemcachedSessionStorage"]),
-        .library(name: "PostgresSessionStorage", targets: ["PostgresSessionStorage"]),
+        .library(name: "_MySQLWire", targets: ["_MySQLWire"]),
+        .library(name: "MySQLSessionStorage", targets: ["MySQLSessionStorage"]),
         .library(name: "RestySession", targets: ["RestySession"]),
         .library(name: "SessionStorageConformance", targets: ["SessionStorageConformance"]),
         .executable(name: "session-example", targets: ["SessionExample"]),
@@ -58,7 +59,9 @@ let package = Package(
             name: "_RedisWire",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -68,7 +71,13 @@ let package = Package(
         ),
         .target(
             name: "RedisSessionStorage",
-            dependencies: ["SessionStorage", "_RedisWire"],
+            dependencies: [
+                "SessionStorage",
+                "_RedisWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
 
@@ -82,21 +91,49 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "MemcachedSessionStorage",
-            dependencies: ["SessionStorage", "_MemcachedWire"],
+            dependencies: [
+                "SessionStorage",
+                "_MemcachedWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
 
         // MARK: PostgreSQL
+
+        // MARK: MySQL / MariaDB
         .target(
-            name: "PostgresSessionStorage",
+            name: "_MySQLWire",
             dependencies: [
-                "SessionStorage",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MySQLSessionStorage",
+            dependencies: [
+                "SessionStorage", "_MySQLWire",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -122,7 +159,10 @@ let package = Package(
         // MARK: tests
         .testTarget(
             name: "SessionStorageTests",
-            dependencies: ["SessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "SessionStorage", "SessionStorageConformance",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -130,6 +170,7 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings
@@ -145,7 +186,14 @@ let package = Package(
         ),
         .testTarget(
             name: "RedisSessionStorageTests",
-            dependencies: ["RedisSessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "RedisSessionStorage",
+                "SessionStorageConformance",
+                "_RedisWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -154,17 +202,40 @@ let package = Package(
                 "_MemcachedWire",
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "MemcachedSessionStorageTests",
-            dependencies: ["MemcachedSessionStorage", "SessionStorageConformance"],
+            dependencies: [
+                "MemcachedSessionStorage",
+                "SessionStorageConformance",
+                "_MemcachedWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "PostgresSessionStorageTests",
-            dependencies: ["PostgresSessionStorage", "SessionStorageConformance"],
+            name: "MySQLWireTests",
+            dependencies: [
+                "_MySQLWire",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MySQLSessionStorageTests",
+            dependencies: [
+                "MySQLSessionStorage", "SessionStorageConformance", "_MySQLWire",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

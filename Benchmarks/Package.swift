@@ -1,0 +1,31 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Benchmarks live in their own package so the library's build and CI never compile them (or
+// Hummingbird, the reference they are compared with). Run them in release builds:
+//     swift run -c release --package-path Benchmarks storage-bench --help
+// A path dependency's identity is its folder's name, whatever the clone is called.
+let rootPackage = String(#filePath.split(separator: "/").dropLast(2).last ?? "main")
+
+let package = Package(
+    name: "swift-resty-session-benchmarks",
+    platforms: [.macOS(.v15)],
+    products: [.executable(name: "storage-bench", targets: ["StorageBench"])],
+    dependencies: [
+        .package(path: ".."),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "StorageBench",
+            dependencies: [
+                .product(name: "SessionStorage", package: rootPackage),
+                .product(name: "MemcachedSessionStorage", package: rootPackage),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: [.enableUpcomingFeature("ExistentialAny")]
+        ),
+    ]
+)

@@ -1,0 +1,76 @@
+import Hummingbird
+import SessionStorage
+
+/// What the load generator drives: one storage, or a reference to compare it with.
+protocol BenchTarget: Sendable {
+    /// Stores `value` under `key` for `ttl` seconds.
+    func set(key: String, value: String, ttl: Int, now: Int) async throws
+    /// Reads `key`.
+    func get(key: String, now: Int) async throws -> String?
+    /// Stores a session with rotation and two index pairs (the session core's write path).
+    func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws
+    /// Lists a subject's sessions.
+    func readMetadata(audience: String, subject: String, now: Int) async throws -> Int
+}
+
+/// Any storage of this project.
+struct StoreTarget: BenchTarget {
+    let store: any SessionStore
+
+    func set(key: String, value: String, ttl: Int, now: Int) async throws {
+        try await store.set(name: "session", key: key, value: value, ttl: ttl, currentTime: now)
+    }
+
+    func get(key: String, now: Int) async throws -> String? {
+        try await store.get(name: "session", key: key, currentTime: now)
+    }
+
+    func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws {
+        try await store.set(
+            name: "session", key: key, value: value, ttl: ttl, currentTime: now, oldKey: oldKey, staleTTL: 10,
+            metadata: metadata)
+    }
+
+    func readMetadata(audience: String, subject: String, now: Int) async throws -> Int {
+        try await store.readMetadata(name: "session", audience: audience, subject: subject, currentTime: now).count
+    }
+}
+
+/// Hummingbird's `MemoryPersistDriver` (an actor), the reference for the memory store.
+struct HummingbirdMemoryTarget: BenchTarget {
+    let driver = MemoryPersistDriver()
+
+    func set(key: String, value: String, ttl: Int, now: Int) async throws {
+        try await driver.set(key: "session:" + key, value: value, expires: .seconds(ttl))
+    }
+
+    func get(key: String, now: Int) async throws -> String? {
+        try await driver.get(key: "session:" + key, as: String.self)
+    }
+
+    func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws {
+        try await driver.set(key: "session:" + key, value: value, expires: .seconds(ttl))
+    }
+
+    func readMetadata(audience: String, subject: String, now: Int) async throws -> Int { 0 }
+}
+
+/// The memory zone alone, without the store's validation, naming and instrumentation: shows
+/// what the store layer costs on top of the zone.
+struct ZoneTarget: BenchTarget {
+    let zone = MemoryZone(name: "bench-zone", capacity: 512 << 20)
+
+    func set(key: String, value: String, ttl: Int, now: Int) async throws {
+        try zone.set("session:" + key, value: value, expiresAt: now + ttl, now: now)
+    }
+
+    func get(key: String, now: Int) async throws -> String? {
+        zone.get("session:" + key, now: now)
+    }
+
+    func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws {
+        try zone.set("session:" + key, value: value, expiresAt: now + ttl, now: now)
+    }
+
+    func readMetadata(audience: String, subject: String, now: Int) async throws -> Int { 0 }
+}

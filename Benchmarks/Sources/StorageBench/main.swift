@@ -1,0 +1,237 @@
+import Foundation
+import Histogram
+import MemcachedSessionStorage
+import SessionStorage
+
+// storage-bench: a mixed get / set / rotate / readMetadata load with N concurrent tasks against
+// one storage, printing ops/s and latency percentiles. See BENCHMARKS.md for the runs.
+
+struct Options {
+    var backend = "memory"
+    var tasks = 1
+    var seconds = 5.0
+    var warmup = 1.0
+    var valueBytes = 1024
+    var keys = 10_000
+    var getPercent = 90
+    var setPercent = 10
+    var rotatePercent = 0
+    var readMetadataPercent = 0
+    var label: String?
+    var host = "127.0.0.1"
+    var port: Int?
+    var poolSize = 4
+    var numericKeys = false
+    var user = "sess"
+    var password = "sesspass"
+    var database = "sessdb"
+
+    static func parse(_ arguments: [String]) -> Options {
+        var options = Options()
+        var iterator = arguments.dropFirst().makeIterator()
+        while let argument = iterator.next() {
+            func next() -> String {
+                guard let value = iterator.next() else { fatalError("\(argument) needs a value") }
+                return value
+            }
+            switch argument {
+            case "--backend": options.backend = next()
+            case "--tasks": options.tasks = Int(next())!
+            case "--seconds": options.seconds = Double(next())!
+            case "--warmup": options.warmup = Double(next())!
+            case "--value-bytes": options.valueBytes = Int(next())!
+            case "--keys": options.keys = Int(next())!
+            case "--label": options.label = next()
+            case "--host": options.host = next()
+            case "--port": options.port = Int(next())!
+            case "--pool-size": options.poolSize = Int(next())!
+            case "--numeric-keys": options.numericKeys = true
+            case "--user": options.user = next()
+            case "--password": options.password = next()
+            case "--database": options.database = next()
+            case "--mix":
+                // e.g. get=90,set=10,rotate=0,read_metadata=0
+                options.getPercent = 0
+                options.setPercent = 0
+                for part in next().split(separator: ",") {
+                    let pair = part.split(separator: "=")
+                    let value = Int(pair[1])!
+                    switch pair[0] {
+                    case "get": options.getPercent = value
+                    case "set": options.setPercent = value
+                    case "rotate": options.rotatePercent = value
+                    case "read_metadata": options.readMetadataPercent = value
+                    default: fatalError("unknown operation \(pair[0])")
+                    }
+                }
+            case "--help", "-h":
+                print(
+                    """
+                    usage: storage-bench [--backend memory|memory-zone|hummingbird-memory|memcached]
+                                         [--host H] [--port P] [--pool-size N] [--numeric-keys]
+                                         [--user U] [--password P] [--database D]
+                    --numeric-keys: keys are the index zero-padded to 43 digits (pgbench's keys) [--tasks N] [--seconds S]
+                                         [--warmup S] [--value-bytes B] [--keys K] [--label L]
+                                         [--mix get=90,set=10,rotate=0,read_metadata=0]
+                    Prints one line: RESULT label=… ops_per_sec=… p50_us=… p99_us=… p999_us=… errors=…
+                    """)
+                exit(0)
+            default: fatalError("unknown argument \(argument)")
+            }
+        }
+        precondition(options.getPercent + options.setPercent + options.rotatePercent + options.readMetadataPercent == 100,
+                     "the mix must add up to 100")
+        return options
+    }
+}
+
+/// The target, and the service it needs running (a connection pool), if any.
+func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () async throws -> Void)?) {
+    switch options.backend {
+    case "memcached":
+        var configuration = MemcachedSessionStore.Configuration()
+        configuration.host = options.host
+        configuration.port = options.port ?? 11211
+        configuration.poolSize = options.poolSize
+        let store = try MemcachedSessionStore(configuration: configuration)
+        return (StoreTarget(store: store), { try await store.run() })
+    default:
+        return (makeLocalTarget(options), nil)
+    }
+}
+
+func makeLocalTarget(_ options: Options) -> any BenchTarget {
+    switch options.backend {
+    case "memory":
+        return StoreTarget(store: MemorySessionStore(configuration: .init(zone: "bench", capacity: 512 << 20)))
+    case "memory-zone":
+        return ZoneTarget()
+    case "hummingbird-memory":
+        return HummingbirdMemoryTarget()
+    default:
+        fatalError("unknown backend \(options.backend)")
+    }
+}
+
+/// A small, fast per-task generator (xorshift*), so random choices cost nothing measurable.
+struct FastRandom {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 2_685_821_657_736_338_717
+    }
+    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
+}
+
+struct TaskResult: Sendable {
+    var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    var operations = 0
+    var errors = 0
+}
+
+let options = Options.parse(CommandLine.arguments)
+let (target, service) = try makeTarget(options)
+let serviceTask = service.map { run in Task { try await run() } }
+let keys = (0..<options.keys).map { index in
+    if options.numericKeys {
+        let digits = String(index + 1)
+        return String(repeating: "0", count: 43 - digits.count) + digits
+    }
+    return Base64URL.encode((0..<32).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ index &* 7 &+ (index >> 8)) })
+}
+let value = String(repeating: "v", count: options.valueBytes)
+let now = Int(Date().timeIntervalSince1970)
+let metadata = try SessionMetadata(audiences: ["app1", "app2"], subjects: ["alice", "bob"])
+
+// Populate every key so that gets hit.
+for key in keys { try await target.set(key: key, value: value, ttl: 3600, now: now) }
+
+func runLoad(seconds: Double, record: Bool) async -> [TaskResult] {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    return await withTaskGroup(of: TaskResult.self) { group in
+        for taskIndex in 0..<options.tasks {
+            group.addTask {
+                var result = TaskResult()
+                // Each task has its own copies, as requests carrying their own cookies and data
+                // would: no string storage is shared (and reference-counted) across cores.
+                let keys = keys.map { String(decoding: Array($0.utf8), as: UTF8.self) }
+                let value = String(decoding: Array(value.utf8), as: UTF8.self)
+                var random = FastRandom(state: 0x9E37_79B9_7F4A_7C15 &+ UInt64(taskIndex) &* 0x1234_5678_9ABC_DEF1)
+                let clock = ContinuousClock()
+                var rotations = 0
+                while true {
+                    let start = clock.now
+                    if start >= deadline { break }
+                    // Check the deadline only every operation; batches of 64 keep overhead low.
+                    for _ in 0..<64 {
+                        let opStart = clock.now
+                        let dice = random.below(100)
+                        let key = keys[random.below(keys.count)]
+                        do {
+                            if dice < options.getPercent {
+                                _ = try await target.get(key: key, now: now)
+                            } else if dice < options.getPercent + options.setPercent {
+                                try await target.set(key: key, value: value, ttl: 3600, now: now)
+                            } else if dice < options.getPercent + options.setPercent + options.rotatePercent {
+                                rotations += 1
+                                let fresh = Base64URL.encode(
+                                    (0..<32).map { _ in UInt8(truncatingIfNeeded: random.next()) })
+                                try await target.setRotating(
+                                    key: fresh, oldKey: key, value: value, ttl: 3600, now: now, metadata: metadata)
+                            } else {
+                                _ = try await target.readMetadata(audience: "app1", subject: "alice", now: now)
+                            }
+                        } catch {
+                            result.errors += 1
+                        }
+                        if record {
+                            let elapsed = opStart.duration(to: clock.now)
+                            let (s, atto) = elapsed.components
+                            _ = result.histogram.record(UInt64(s) * 1_000_000_000 + UInt64(atto / 1_000_000_000))
+                        }
+                        result.operations += 1
+                    }
+                }
+                return result
+            }
+        }
+        var results: [TaskResult] = []
+        for await result in group { results.append(result) }
+        return results
+    }
+}
+
+if options.warmup > 0 { _ = await runLoad(seconds: options.warmup, record: false) }
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+let cpuStart = cpuSeconds()
+let started = ContinuousClock.now
+let results = await runLoad(seconds: options.seconds, record: true)
+let elapsed = started.duration(to: .now)
+let cpuUsed = cpuSeconds() - cpuStart
+var merged = TaskResult()
+for result in results {
+    merged.histogram.add(result.histogram)
+    merged.operations += result.operations
+    merged.errors += result.errors
+}
+let (secs, atto) = elapsed.components
+let seconds = Double(secs) + Double(atto) / 1e18
+let opsPerSecond = Double(merged.operations) / seconds
+let histogram = merged.histogram
+func micros(_ percentile: Double) -> String {
+    String(format: "%.1f", Double(histogram.valueAtPercentile(percentile)) / 1000)
+}
+let label = options.label ?? "\(options.backend)-t\(options.tasks)"
+print(
+    "RESULT label=\(label) backend=\(options.backend) tasks=\(options.tasks) ops=\(merged.operations) "
+        + "seconds=\(String(format: "%.2f", seconds)) ops_per_sec=\(Int(opsPerSecond)) "
+        + "p50_us=\(micros(50)) p99_us=\(micros(99)) p999_us=\(micros(99.9)) errors=\(merged.errors) "
+        + "cpu_ns_per_op=\(Int(cpuUsed * 1e9 / Double(max(merged.operations, 1))))")
+serviceTask?.cancel()

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: our storage and the reference tool, in one run, on this machine.
+#
+#   Benchmarks/run.sh memory [SECONDS]     memory store vs Hummingbird's MemoryPersistDriver,
+#                                          1 task on 1 core and 2 tasks on 2 cores
+#   Benchmarks/run.sh memcached [SECONDS]  MemcachedSessionStore vs memcaslap, 50 concurrent
+#                                          callers, 1 KiB values, 90% get and 100% set
+#
+# Network suites start their servers with scripts/services.sh (SERVICES_PORT_BASE=19000 by
+# default) and stop them at the end.
+# Builds storage-bench in release mode first. Prints the RESULT lines and the ratios as a
+# markdown table to paste into BENCHMARKS.md. Never run in CI.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+suite=${1:-memory}
+seconds=${2:-5}
+swift build -c release --product storage-bench >&2
+bench=.build/release/storage-bench
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+start_services() {
+    export SERVICES_PORT_BASE=${SERVICES_PORT_BASE:-19000}
+    eval "$(bash ../scripts/services.sh start)"
+    trap 'bash ../scripts/services.sh stop "$SERVICES_ROOT" >/dev/null 2>&1 || true' EXIT
+}
+
+case $suite in
+memcached)
+    start_services
+    cfg=$(mktemp)
+    echo "| load | memcaslap ops/s | MemcachedSessionStore ops/s | ratio | our p50 µs | our p99 µs |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    for mix in "get=90,set=10" "set=100"; do
+        if [[ $mix == set=100 ]]; then get=0.0; set=1.0; else get=0.9; set=0.1; fi
+        printf 'key\n43 43 1\nvalue\n1024 1024 1\ncmd\n0 %s\n1 %s\n' "$set" "$get" >"$cfg"
+        ref=$(memcaslap -s "127.0.0.1:$MEMCACHED_PORT" -T 2 -c 50 -F "$cfg" -t "${seconds}s" 2>&1 | tail -5)
+        echo "$ref" >&2
+        ref_ops=$(sed -n 's/.*TPS: \([0-9]*\).*/\1/p' <<<"$ref" | tail -1)
+        a=$("$bench" --backend memcached --port "$MEMCACHED_PORT" --tasks 50 --pool-size 4 --seconds "$seconds" --mix "$mix" --keys 10000)
+        echo "$a" >&2
+        echo "| $mix, 1 KiB, 50 concurrent | $ref_ops | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_ops")× | $(field p50_us "$a") | $(field p99_us "$a") |"
+    done
+    rm -f "$cfg"
+    ;;
+memory)
+    echo "| load | cores / tasks | memory store ops/s | MemoryPersistDriver ops/s | ratio | memory store p99 µs | reference p99 µs |"
+    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    for mix in "get=90,set=10" "get=100" "set=100"; do
+        declare -A ours=()
+        for cpus in 0 0,1; do
+            tasks=$(( ${#cpus} == 1 ? 1 : 2 ))
+            a=$(taskset -c "$cpus" "$bench" --backend memory --tasks "$tasks" --seconds "$seconds" --mix "$mix")
+            b=$(taskset -c "$cpus" "$bench" --backend hummingbird-memory --tasks "$tasks" --seconds "$seconds" --mix "$mix")
+            echo "$a" >&2
+            echo "$b" >&2
+            ours[$tasks]=$(field ops_per_sec "$a")
+            echo "| $mix, 1 KiB | $tasks / $tasks | $(field ops_per_sec "$a") | $(field ops_per_sec "$b") | $(ratio "$(field ops_per_sec "$a")" "$(field ops_per_sec "$b")")× | $(field p99_us "$a") | $(field p99_us "$b") |"
+        done
+        echo "| $mix: memory store scaling 1 → 2 cores | | | | $(ratio "${ours[2]}" "${ours[1]}")× | | |"
+    done
+    ;;
+*)
+    echo "unknown suite $suite" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,129 @@
+import Logging
+import Metrics
+
+/// The in-process session store (lua-resty-session's `shm` backend).
+///
+/// Records and per-user indexes live in a ``MemoryZone`` shared by every store in the process
+/// that names the same zone. The index layout is the original's: one string per (audience,
+/// subject) of `KEY:EXP;` entries and `KEY;` tombstones (``SessionIndexCodec``), appended
+/// atomically, so concurrent set / rotate / delete of one subject lose no entry.
+///
+/// Expiry follows the `currentTime` the caller passes: a record set at `t` with `ttl` is
+/// returned while `currentTime < t + ttl`.
+public struct MemorySessionStore: SessionStore {
+    /// The memory store's configuration (the seed's `prefix`, `suffix`, `zone`).
+    public struct Configuration: Sendable, Hashable {
+        /// Prefix of every key name.
+        public var prefix: String?
+        /// Suffix of every key name.
+        public var suffix: String?
+        /// The name of the shared zone (default `sessions`).
+        public var zone: String
+        /// The zone's capacity in bytes when this store creates it (default 64 MiB).
+        public var capacity: Int
+        /// What a rotation of a `remember` session does with the old record.
+        public var rememberRotation: RememberRotationPolicy
+
+        /// Creates a configuration.
+        public init(
+            prefix: String? = nil,
+            suffix: String? = nil,
+            zone: String = "sessions",
+            capacity: Int = 64 << 20,
+            rememberRotation: RememberRotationPolicy = .removeAtOnce
+        ) {
+            self.prefix = prefix
+            self.suffix = suffix
+            self.zone = zone
+            self.capacity = capacity
+            self.rememberRotation = rememberRotation
+        }
+    }
+
+    /// The configuration.
+    public let configuration: Configuration
+    /// The zone holding the records.
+    public let zone: MemoryZone
+    /// The key names.
+    public let naming: SessionKeyNaming
+    private let instrumentation: SessionStoreInstrumentation
+
+    /// Creates a store on the process-wide zone named in `configuration`.
+    public init(configuration: Configuration = .init(), logger: Logger = Logger(label: "session.memory")) {
+        self.init(
+            configuration: configuration,
+            zone: MemoryZone.named(configuration.zone, capacity: configuration.capacity),
+            logger: logger
+        )
+    }
+
+    /// Creates a store on a given zone.
+    /// - Parameter metricsFactory: where metrics go; the process-wide `MetricsSystem` by default.
+    public init(
+        configuration: Configuration = .init(),
+        zone: MemoryZone,
+        logger: Logger = Logger(label: "session.memory"),
+        metricsFactory: (any MetricsFactory)? = nil
+    ) {
+        self.configuration = configuration
+        self.zone = zone
+        self.naming = SessionKeyNaming(prefix: configuration.prefix, suffix: configuration.suffix)
+        self.instrumentation = SessionStoreInstrumentation(backend: "memory", logger: logger, metricsFactory: metricsFactory)
+    }
+
+    public func set(_ request: SessionSetRequest) async throws {
+        try await instrumentation.observe(.set) {
+            try request.validate()
+            let now = request.currentTime
+            try zone.set(
+                naming.recordKey(name: request.name, key: request.key), value: request.value,
+                expiresAt: request.expiry, now: now)
+            if let oldKey = request.oldKey {
+                let oldRecord = naming.recordKey(name: request.name, key: oldKey)
+                switch request.oldKeyPolicy(configuration.rememberRotation) {
+                case .remove: zone.delete(oldRecord)
+                case .keepStale(let until): zone.expireNoLater(oldRecord, expiresAt: until, now: now)
+                case .none: break
+                }
+            }
+            guard let metadata = request.metadata else { return }
+            var entries = SessionIndexCodec.entry(key: request.key, expiry: request.expiry)
+            if let oldKey = request.oldKey { entries += SessionIndexCodec.tombstone(key: oldKey) }
+            for (audience, subject) in metadata.pairs {
+                try zone.appendIndex(
+                    naming.indexKey(name: request.name, audience: audience, subject: subject),
+                    entries: entries, latestExpiry: request.expiry, now: now)
+            }
+        }
+    }
+
+    public func get(name: String, key: String, currentTime: Int) async throws -> String? {
+        try await instrumentation.observe(.get) {
+            try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
+            return zone.get(naming.recordKey(name: name, key: key), now: currentTime)
+        }
+    }
+
+    public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
+        try await instrumentation.observe(.delete) {
+            try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
+            zone.delete(naming.recordKey(name: name, key: key))
+            guard let metadata else { return }
+            let tombstone = SessionIndexCodec.tombstone(key: key)
+            for (audience, subject) in metadata.pairs {
+                try zone.appendIndex(
+                    naming.indexKey(name: name, audience: audience, subject: subject),
+                    entries: tombstone, latestExpiry: currentTime, now: currentTime)
+            }
+        }
+    }
+
+    public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
+        try await instrumentation.observe(.readMetadata) {
+            try SessionStoreValidation.index(name: name, audience: audience, subject: subject, currentTime: currentTime)
+            guard let index = zone.get(naming.indexKey(name: name, audience: audience, subject: subject), now: currentTime)
+            else { return [:] }
+            return SessionIndexCodec.live(index, currentTime: currentTime)
+        }
+    }
+}

@@ -1,0 +1,331 @@
+import Synchronization
+
+/// A named, bounded, in-process key-value zone: the Swift counterpart of nginx's
+/// `lua_shared_dict sessions 10m` that lua-resty-session's shm backend uses.
+///
+/// Every ``MemorySessionStore`` in the process that names the same zone shares it
+/// (``named(_:capacity:)``). The zone holds at most `capacity` bytes (keys, values and a fixed
+/// per-entry overhead) and evicts the least recently used entries when full. Each entry has an
+/// absolute expiry (Unix seconds); expired entries are never returned, are dropped when touched,
+/// and are reclaimed by ``sweep(now:)``, which ``MemoryZoneSweeper`` runs as a `Service`.
+///
+/// The zone is split into shards, each with its own lock and LRU list, so operations on
+/// different keys scale across cores. An entry must fit into one shard:
+/// ``maximumEntrySize`` is `capacity / shardCount` (shards are at least 2 MiB, at most 16 of them).
+public final class MemoryZone: @unchecked Sendable {
+    // @unchecked: the shard states live in a buffer owned by the zone (allocated in init, freed
+    // in deinit, never reallocated); each is only ever accessed through its own Mutex. The buffer
+    // avoids a class object per shard, whose reference counting cores would contend on.
+    /// The zone's name.
+    public let name: String
+    /// The capacity in bytes.
+    public let capacity: Int
+    /// The largest entry (key + value + overhead) the zone accepts.
+    public let maximumEntrySize: Int
+    /// Bytes charged per entry on top of its key and value.
+    public static let entryOverhead = 64
+
+    private let shards: UnsafeMutablePointer<Mutex<MemoryZoneShardState>>
+    private let shardMask: Int
+    /// The number of shards.
+    public let shardCount: Int
+
+    private static let registry = Mutex<[String: MemoryZone]>([:])
+
+    /// The zone called `name`, created with `capacity` bytes on first use. Later calls return the
+    /// same zone whatever capacity they pass, as a shared dictionary declared once would.
+    public static func named(_ name: String, capacity: Int = 64 << 20) -> MemoryZone {
+        registry.withLock { zones in
+            if let zone = zones[name] { return zone }
+            let zone = MemoryZone(name: name, capacity: capacity)
+            zones[name] = zone
+            return zone
+        }
+    }
+
+    /// Creates a zone that is not registered under its name (for tests and private use).
+    public init(name: String, capacity: Int) {
+        precondition(capacity > 0, "a memory zone needs a positive capacity")
+        self.name = name
+        self.capacity = capacity
+        var count = 1
+        while count < 16 && capacity / (count * 2) >= 2 << 20 { count *= 2 }
+        self.shardMask = count - 1
+        self.maximumEntrySize = capacity / count
+        self.shardCount = count
+        self.shards = .allocate(capacity: count)
+        for index in 0..<count {
+            (shards + index).initialize(to: Mutex(MemoryZoneShardState(budget: capacity / count)))
+        }
+    }
+
+    deinit {
+        shards.deinitialize(count: shardCount)
+        shards.deallocate()
+    }
+
+    @inline(__always)
+    private func shard(_ key: String) -> UnsafeMutablePointer<Mutex<MemoryZoneShardState>> {
+        guard shardMask != 0 else { return shards }
+        // FNV-1a over the last 16 bytes: session ids and subjects differ there, and the
+        // dictionary inside the shard hashes the whole key again anyway.
+        var key = key
+        let hash = key.withUTF8 { bytes -> UInt64 in
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in bytes.suffix(16) {
+                hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+            }
+            return hash ^ UInt64(bytes.count)
+        }
+        return shards + (Int(truncatingIfNeeded: hash >> 32) & shardMask)
+    }
+
+    private func checkSize(key: String, value: String) throws {
+        let size = key.utf8.count + value.utf8.count + Self.entryOverhead
+        guard size <= maximumEntrySize else {
+            throw SessionStoreError(
+                .valueTooLarge,
+                message: "entry of \(size) bytes exceeds the memory zone's limit of \(maximumEntrySize) bytes",
+                backend: "memory"
+            )
+        }
+    }
+
+    /// The value of `key`, or `nil` when absent or expired at `now`.
+    public func get(_ key: String, now: Int) -> String? {
+        shard(key).pointee.withLock { $0.get(key, now: now) }
+    }
+
+    /// Stores `value` under `key` until `expiresAt` (exclusive), evicting LRU entries if needed.
+    public func set(_ key: String, value: String, expiresAt: Int, now: Int) throws {
+        try checkSize(key: key, value: value)
+        shard(key).pointee.withLock { $0.set(key, value: value, expiresAt: expiresAt, now: now) }
+    }
+
+    /// Removes `key`; returns whether it was there.
+    @discardableResult
+    public func delete(_ key: String) -> Bool {
+        shard(key).pointee.withLock { $0.delete(key) }
+    }
+
+    /// Moves the expiry of `key` to `expiresAt` only when that is sooner than its current expiry
+    /// (never lengthens). Returns whether the entry exists.
+    @discardableResult
+    public func expireNoLater(_ key: String, expiresAt: Int, now: Int) -> Bool {
+        shard(key).pointee.withLock { $0.expireNoLater(key, expiresAt: expiresAt, now: now) }
+    }
+
+    /// The absolute expiry of `key`, or `nil` when absent or expired.
+    public func expiry(of key: String, now: Int) -> Int? {
+        shard(key).pointee.withLock { $0.expiry(of: key, now: now) }
+    }
+
+    /// Atomically appends index entries (`KEY:EXP;` / `KEY;`, see ``SessionIndexCodec``) to the
+    /// index string at `key`, keeps the index alive at least until `latestExpiry`, and compacts it
+    /// when it holds far more entries than live sessions. Under the shard's lock: no concurrent
+    /// append is ever lost.
+    public func appendIndex(_ key: String, entries: String, latestExpiry: Int, now: Int) throws {
+        try checkSize(key: key, value: entries)
+        try shard(key).pointee.withLock { state in
+            try state.appendIndex(key, entries: entries, latestExpiry: latestExpiry, now: now, limit: maximumEntrySize)
+        }
+    }
+
+    /// Removes every entry expired at `now`; returns how many.
+    @discardableResult
+    public func sweep(now: Int) -> Int {
+        var removed = 0
+        for index in 0..<shardCount {
+            removed += (shards + index).pointee.withLock { $0.sweep(now: now) }
+        }
+        return removed
+    }
+
+    /// Bytes in use (keys, values and overhead).
+    public var usedBytes: Int {
+        (0..<shardCount).reduce(0) { total, index in total + (shards + index).pointee.withLock { $0.usedBytes } }
+    }
+
+    /// The number of entries, expired ones not yet reclaimed included.
+    public var count: Int {
+        (0..<shardCount).reduce(0) { total, index in total + (shards + index).pointee.withLock { $0.map.count } }
+    }
+
+    /// Removes every entry.
+    public func removeAll() {
+        for index in 0..<shardCount {
+            (shards + index).pointee.withLock { $0 = MemoryZoneShardState(budget: $0.budget) }
+        }
+    }
+}
+
+/// One shard: a hash map into an array of nodes forming a doubly linked LRU list
+/// (head = most recently used). Array slots are reused through a free list.
+struct MemoryZoneShardState: ~Copyable {
+    struct Node {
+        var key: String
+        var value: String
+        var expiresAt: Int
+        var size: Int
+        var prev: Int
+        var next: Int
+        /// For index strings: the number of live entries at the last compaction.
+        var liveAtCompaction: Int
+    }
+
+    let budget: Int
+    var map: [String: Int] = [:]
+    var nodes: [Node] = []
+    var free: [Int] = []
+    var head = -1
+    var tail = -1
+    var usedBytes = 0
+
+    init(budget: Int) { self.budget = budget }
+
+    mutating func get(_ key: String, now: Int) -> String? {
+        guard let slot = map[key] else { return nil }
+        if nodes[slot].expiresAt <= now {
+            remove(slot: slot)
+            return nil
+        }
+        touch(slot)
+        return nodes[slot].value
+    }
+
+    func expiry(of key: String, now: Int) -> Int? {
+        guard let slot = map[key], nodes[slot].expiresAt > now else { return nil }
+        return nodes[slot].expiresAt
+    }
+
+    mutating func set(_ key: String, value: String, expiresAt: Int, now: Int, liveAtCompaction: Int = 0) {
+        let size = key.utf8.count + value.utf8.count + MemoryZone.entryOverhead
+        if let slot = map[key] {
+            usedBytes += size - nodes[slot].size
+            nodes[slot].value = value
+            nodes[slot].expiresAt = expiresAt
+            nodes[slot].size = size
+            nodes[slot].liveAtCompaction = liveAtCompaction
+            touch(slot)
+        } else {
+            let node = Node(
+                key: key, value: value, expiresAt: expiresAt, size: size, prev: -1, next: -1,
+                liveAtCompaction: liveAtCompaction)
+            let slot: Int
+            if let reused = free.popLast() {
+                nodes[reused] = node
+                slot = reused
+            } else {
+                slot = nodes.count
+                nodes.append(node)
+            }
+            map[key] = slot
+            usedBytes += size
+            linkAtHead(slot)
+        }
+        evict(keeping: map[key]!, now: now)
+    }
+
+    @discardableResult
+    mutating func delete(_ key: String) -> Bool {
+        guard let slot = map[key] else { return false }
+        remove(slot: slot)
+        return true
+    }
+
+    mutating func expireNoLater(_ key: String, expiresAt: Int, now: Int) -> Bool {
+        guard let slot = map[key] else { return false }
+        if nodes[slot].expiresAt <= now {
+            remove(slot: slot)
+            return false
+        }
+        if expiresAt < nodes[slot].expiresAt {
+            if expiresAt <= now {
+                remove(slot: slot)
+                return false
+            }
+            nodes[slot].expiresAt = expiresAt
+        }
+        return true
+    }
+
+    mutating func appendIndex(_ key: String, entries: String, latestExpiry: Int, now: Int, limit: Int) throws {
+        guard let slot = map[key], nodes[slot].expiresAt > now else {
+            if let slot = map[key] { remove(slot: slot) }
+            guard latestExpiry > now else { return }
+            set(key, value: entries, expiresAt: latestExpiry, now: now, liveAtCompaction: 0)
+            return
+        }
+        var value = nodes[slot].value
+        value += entries
+        let expiresAt = max(nodes[slot].expiresAt, latestExpiry)
+        let count = SessionIndexCodec.entryCount(value)
+        let live = nodes[slot].liveAtCompaction
+        if count > 2 * live + 16 || key.utf8.count + value.utf8.count + MemoryZone.entryOverhead > limit {
+            // Compact: keep only live entries; the index then expires with its latest member.
+            let current = SessionIndexCodec.live(value, currentTime: now)
+            if current.isEmpty {
+                remove(slot: slot)
+                return
+            }
+            let compacted = SessionIndexCodec.compact(current)
+            guard key.utf8.count + compacted.index.utf8.count + MemoryZone.entryOverhead <= limit else {
+                throw SessionStoreError(
+                    .valueTooLarge, message: "the index exceeds the memory zone's entry limit", backend: "memory")
+            }
+            set(key, value: compacted.index, expiresAt: compacted.latestExpiry, now: now, liveAtCompaction: current.count)
+        } else {
+            set(key, value: value, expiresAt: expiresAt, now: now, liveAtCompaction: live)
+        }
+    }
+
+    mutating func sweep(now: Int) -> Int {
+        var expired: [Int] = []
+        for slot in map.values where nodes[slot].expiresAt <= now { expired.append(slot) }
+        for slot in expired { remove(slot: slot) }
+        return expired.count
+    }
+
+    // MARK: LRU list
+
+    private mutating func evict(keeping kept: Int, now: Int) {
+        var cursor = tail
+        while usedBytes > budget, cursor != -1 {
+            let previous = nodes[cursor].prev
+            if cursor != kept { remove(slot: cursor) }
+            cursor = previous
+        }
+    }
+
+    private mutating func touch(_ slot: Int) {
+        guard head != slot else { return }
+        unlink(slot)
+        linkAtHead(slot)
+    }
+
+    private mutating func linkAtHead(_ slot: Int) {
+        nodes[slot].prev = -1
+        nodes[slot].next = head
+        if head != -1 { nodes[head].prev = slot }
+        head = slot
+        if tail == -1 { tail = slot }
+    }
+
+    private mutating func unlink(_ slot: Int) {
+        let prev = nodes[slot].prev
+        let next = nodes[slot].next
+        if prev != -1 { nodes[prev].next = next } else { head = next }
+        if next != -1 { nodes[next].prev = prev } else { tail = prev }
+        nodes[slot].prev = -1
+        nodes[slot].next = -1
+    }
+
+    private mutating func remove(slot: Int) {
+        unlink(slot)
+        map[nodes[slot].key] = nil
+        usedBytes -= nodes[slot].size
+        nodes[slot].key = ""
+        nodes[slot].value = ""
+        free.append(slot)
+    }
+}

@@ -1,0 +1,199 @@
+import Logging
+import NIOCore
+import NIOSSL
+import NIOTLS
+
+/// Runs the actions of ``MySQLConnectionStateMachine`` on a channel: writes packets, adds the
+/// TLS handler, arms the handshake, send and read timeouts, completes promises.
+final class MySQLChannelHandler: ChannelDuplexHandler {
+    typealias InboundIn = MySQLPacket
+    typealias OutboundIn = MySQLTask
+    typealias OutboundOut = ByteBuffer
+
+    private var machine: MySQLConnectionStateMachine
+    private let encoder = MySQLPacketEncoder()
+    private let connectPromise: EventLoopPromise<MySQLHandshakeV10>
+    private let tls: (context: NIOSSLContext, serverHostname: String?)?
+    private let timeouts: MySQLConnection.Configuration.Timeouts
+    private let logger: Logger
+    private var sawGreeting = false
+    private var authenticated = false
+    private var handshakeTimer: Scheduled<Void>?
+    private var readTimer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+
+    init(
+        machine: MySQLConnectionStateMachine,
+        connectPromise: EventLoopPromise<MySQLHandshakeV10>,
+        tls: (context: NIOSSLContext, serverHostname: String?)?,
+        timeouts: MySQLConnection.Configuration.Timeouts,
+        logger: Logger
+    ) {
+        self.machine = machine
+        self.connectPromise = connectPromise
+        self.tls = tls
+        self.timeouts = timeouts
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        handshakeTimer = scheduleTimeout(
+            timeouts.connect, context: context,
+            MySQLError(.timeout, message: "the handshake did not finish within the connect timeout"))
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        handshakeTimer?.cancel()
+        readTimer?.cancel()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let packet = unwrapInboundIn(data)
+        let first = !sawGreeting
+        sawGreeting = true
+        run(machine.packetReceived(packet, greeting: first), context: context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        run(machine.channelInactive(), context: context)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let typed: MySQLError
+        if let error = error as? MySQLError {
+            typed = error
+        } else if error is NIOSSLError || error is BoringSSLError {
+            typed = MySQLError(.tls, message: "the TLS handshake or session failed", underlying: error)
+        } else {
+            typed = MySQLError(.connectionClosed, message: "the connection failed", underlying: error)
+        }
+        run(machine.errorHappened(typed), context: context)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
+            logger.debug("mysql tls established")
+            run(machine.tlsEstablished(), context: context)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let task = unwrapOutboundIn(data)
+        promise?.succeed()
+        run(machine.enqueue(task), context: context)
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .all, authenticated else {
+            context.close(mode: mode, promise: promise)
+            return
+        }
+        if case .quitAndClose(let quit, let promises) = machine.quit() {
+            for p in promises { p.fail(MySQLError(.connectionClosed, message: "the connection was closed")) }
+            write([quit], context: context, isCommand: false)
+        }
+        context.close(mode: mode, promise: promise)
+    }
+
+    // MARK: - actions
+
+    private func run(_ action: MySQLConnectionStateMachine.Action, context: ChannelHandlerContext) {
+        switch action {
+        case .wait:
+            break
+        case .write(let outgoing):
+            write(outgoing, context: context, isCommand: authenticated)
+        case .startTLS(let outgoing):
+            guard let tls else {
+                run(machine.errorHappened(MySQLError(.tls, message: "TLS requested without a TLS configuration")), context: context)
+                return
+            }
+            write([outgoing], context: context, isCommand: false)
+            do {
+                let handler = try NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverHostname)
+                try context.pipeline.syncOperations.addHandler(handler, position: .first)
+            } catch {
+                run(machine.errorHappened(MySQLError(.tls, message: "the TLS handler could not be created", underlying: error)), context: context)
+            }
+        case .authenticated(let greeting, let then):
+            authenticated = true
+            handshakeTimer?.cancel()
+            handshakeTimer = nil
+            logger.debug("mysql connection authenticated", metadata: ["mysql_server_version": .string(greeting.serverVersion)])
+            connectPromise.succeed(greeting)
+            write(then, context: context, isCommand: true)
+        case .complete(let promise, let result, let then):
+            readTimer?.cancel()
+            readTimer = nil
+            promise.completeWith(result.mapError { $0 as any Error })
+            write(then, context: context, isCommand: true)
+        case .failTasks(let promises, let error, let then):
+            for promise in promises { promise.fail(error) }
+            write(then, context: context, isCommand: true)
+        case .closeWithError(let error, let promises):
+            readTimer?.cancel()
+            handshakeTimer?.cancel()
+            logger.debug("mysql connection closing", metadata: ["mysql_error_code": .string(error.code.description)])
+            connectPromise.fail(error)
+            for promise in promises { promise.fail(error) }
+            context.close(promise: nil)
+        case .quitAndClose(let quit, let promises):
+            for promise in promises { promise.fail(MySQLError(.connectionClosed, message: "the connection was closed")) }
+            write([quit], context: context, isCommand: false)
+            context.close(promise: nil)
+        }
+    }
+
+    private func write(_ outgoing: [MySQLConnectionStateMachine.Outgoing], context: ChannelHandlerContext, isCommand: Bool) {
+        guard !outgoing.isEmpty else { return }
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        for item in outgoing {
+            logger.trace("mysql send", metadata: ["mysql_command": .string(Self.name(item.message))])
+            encoder.encode(item.message, sequenceID: item.sequenceID, into: &buffer)
+        }
+        let writePromise = context.eventLoop.makePromise(of: Void.self)
+        if isCommand {
+            let sendTimer = scheduleTimeout(timeouts.send, context: context, MySQLError(.timeout, message: "the send timeout passed"))
+            writePromise.futureResult.whenComplete { _ in sendTimer.cancel() }
+            readTimer?.cancel()
+            readTimer = scheduleTimeout(timeouts.read, context: context, MySQLError(.timeout, message: "the read timeout passed"))
+        }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: writePromise)
+    }
+
+    private func scheduleTimeout(_ duration: Duration, context: ChannelHandlerContext, _ error: MySQLError) -> Scheduled<Void> {
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        return context.eventLoop.scheduleTask(in: .init(duration)) {
+            let handler = handler.value
+            guard let context = handler.context else { return }
+            handler.run(handler.machine.errorHappened(error), context: context)
+        }
+    }
+
+    static func name(_ message: MySQLClientMessage) -> String {
+        switch message {
+        case .sslRequest: return "SSLRequest"
+        case .handshakeResponse: return "HandshakeResponse41"
+        case .authData: return "AuthData"
+        case .quit: return "COM_QUIT"
+        case .query: return "COM_QUERY"
+        case .ping: return "COM_PING"
+        case .prepare: return "COM_STMT_PREPARE"
+        case .execute: return "COM_STMT_EXECUTE"
+        case .closeStatement: return "COM_STMT_CLOSE"
+        case .resetStatement: return "COM_STMT_RESET"
+        }
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,229 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import _ConnectionPoolModule
+
+extension MySQLConnection: PooledConnection {
+    /// Calls `closure` once the channel closed.
+    public func onClose(_ closure: @escaping @Sendable ((any Error)?) -> Void) {
+        channel.closeFuture.whenComplete { _ in closure(nil) }
+    }
+}
+
+/// A pool of ``MySQLConnection``s on postgres-nio's `_ConnectionPoolModule`, as a
+/// ServiceLifecycle `Service`: call ``run()`` (or add it to a `ServiceGroup`) before use.
+public final class MySQLClient: Service, Sendable {
+    /// The pool options.
+    public struct Pool: Sendable, Hashable {
+        /// The most connections open at once (the seed's `pool_size`).
+        public var size: Int
+        /// Requests that may wait for a busy pool; past it a request fails at once with
+        /// ``MySQLError/Code/poolExhausted`` (the seed's `backlog`).
+        public var backlog: Int
+        /// An idle connection is closed after this long (the seed's `keepalive_timeout`).
+        public var keepaliveTimeout: Duration
+        /// Idle connections are pinged (COM_PING) this often; `nil` disables it.
+        public var pingInterval: Duration?
+        /// While no connection can be made for this long, requests fail at once instead of
+        /// waiting (and the pool keeps retrying in the background).
+        public var failFastAfter: Duration
+        /// The name of the pool (the seed's `pool`), used in logs.
+        public var name: String?
+
+        /// Creates pool options.
+        public init(
+            size: Int = 16, backlog: Int = 256, keepaliveTimeout: Duration = .seconds(60), pingInterval: Duration? = .seconds(30),
+            failFastAfter: Duration = .seconds(2), name: String? = nil
+        ) {
+            self.size = size
+            self.backlog = backlog
+            self.keepaliveTimeout = keepaliveTimeout
+            self.pingInterval = pingInterval
+            self.failFastAfter = failFastAfter
+            self.name = name
+        }
+    }
+
+    struct KeepAlive: ConnectionKeepAliveBehavior {
+        var keepAliveFrequency: Duration?
+        func runKeepAlive(for connection: MySQLConnection) async throws {
+            try await connection.ping()
+        }
+    }
+
+    typealias ConnectionPool = _ConnectionPoolModule.ConnectionPool<
+        MySQLConnection, Int, ConnectionIDGenerator, ConnectionRequest<MySQLConnection>, Int, KeepAlive,
+        NoOpConnectionPoolMetrics<Int>, ContinuousClock
+    >
+
+    /// The connection configuration.
+    public let configuration: MySQLConnection.Configuration
+    /// The pool options.
+    public let pool: Pool
+    private let connectionPool: ConnectionPool
+    private let outstanding = Atomic<Int>(0)
+    private let lastConnectError = ErrorBox()
+    private let logger: Logger
+
+    /// Creates a client; connections are made on demand once ``run()`` runs.
+    public init(
+        configuration: MySQLConnection.Configuration,
+        pool: Pool = .init(),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "mysql.client")
+    ) {
+        self.configuration = configuration
+        self.pool = pool
+        var logger = logger
+        if let name = pool.name { logger[metadataKey: "mysql_pool"] = .string(name) }
+        self.logger = logger
+        let connectionLogger = logger
+        var poolConfiguration = ConnectionPoolConfiguration()
+        poolConfiguration.minimumConnectionCount = 0
+        poolConfiguration.maximumConnectionSoftLimit = max(1, pool.size)
+        poolConfiguration.maximumConnectionHardLimit = max(1, pool.size)
+        poolConfiguration.idleTimeout = pool.keepaliveTimeout
+        poolConfiguration.circuitBreakerTripAfter = pool.failFastAfter
+        let errorBox = self.lastConnectError
+        self.connectionPool = ConnectionPool(
+            configuration: poolConfiguration,
+            idGenerator: ConnectionIDGenerator(),
+            requestType: ConnectionRequest<MySQLConnection>.self,
+            keepAliveBehavior: KeepAlive(keepAliveFrequency: pool.pingInterval),
+            observabilityDelegate: NoOpConnectionPoolMetrics(connectionIDType: Int.self),
+            clock: ContinuousClock()
+        ) { id, _ in
+            do {
+                let connection = try await MySQLConnection.connect(
+                    configuration: configuration, id: id, eventLoop: eventLoopGroup.any(), logger: connectionLogger)
+                errorBox.value.withLock { $0 = nil }
+                return ConnectionAndMetadata(connection: connection, maximalStreamsOnConnection: 1)
+            } catch {
+                let typed = error as? MySQLError ?? MySQLError(.connectionFailed, message: "could not connect", underlying: error)
+                errorBox.record(typed)
+                throw typed
+            }
+        }
+    }
+
+    /// Runs the pool until cancelled or gracefully shut down.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await self.connectionPool.run()
+        }
+    }
+
+    /// Leases a connection for `body` and returns it to the pool afterwards. A connection whose
+    /// command failed with a connection-level error is closed, not reused.
+    public func withConnection<Result: Sendable>(_ body: (MySQLConnection) async throws -> Result) async throws -> Result {
+        let limit = max(1, pool.size) + max(0, pool.backlog)
+        let count = outstanding.add(1, ordering: .relaxed).newValue
+        defer { outstanding.subtract(1, ordering: .relaxed) }
+        guard count <= limit else {
+            throw MySQLError(.poolExhausted, message: "the pool of \(pool.size) connections and its backlog of \(pool.backlog) are full")
+        }
+        let lease: ConnectionLease<MySQLConnection>
+        do {
+            lease = try await leaseWithTimeout()
+        } catch let error as MySQLError {
+            throw error
+        } catch let error as ConnectionPoolError {
+            if error == .poolShutdown {
+                throw MySQLError(.shutdown, message: "the client is shut down", underlying: error)
+            }
+            let last = lastConnectError.value.withLock { $0 }
+            throw MySQLError(
+                last?.code ?? .connectionFailed, message: "no connection to the server could be made",
+                serverError: last?.serverError, underlying: last ?? error)
+        }
+        do {
+            let result = try await body(lease.connection)
+            lease.release()
+            return result
+        } catch let error as MySQLError {
+            if Self.closesConnection(error) { lease.connection.close() }
+            lease.release()
+            throw error
+        } catch {
+            lease.connection.close()
+            lease.release()
+            throw error
+        }
+    }
+
+    static func closesConnection(_ error: MySQLError) -> Bool {
+        switch error.code {
+        case .server, .invalidArgument, .packetTooLarge: return false
+        default: return true
+        }
+    }
+
+    private func leaseWithTimeout() async throws -> ConnectionLease<MySQLConnection> {
+        let timeout = configuration.timeouts.connect
+        let failuresBefore = lastConnectError.failures.load(ordering: .relaxed)
+        let errors = lastConnectError
+        enum Outcome: Sendable { case lease(ConnectionLease<MySQLConnection>), timedOut, connectFailed }
+        let outcome: Outcome = try await withThrowingTaskGroup(of: Outcome.self) { group in
+            group.addTask { .lease(try await self.connectionPool.leaseConnection()) }
+            group.addTask {
+                // Wait for the connect timeout, or less when a connect attempt fails meanwhile.
+                let deadline = ContinuousClock.now + timeout
+                while ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                    if errors.failures.load(ordering: .relaxed) != failuresBefore { return .connectFailed }
+                }
+                return .timedOut
+            }
+            let first = try await group.next()!
+            group.cancelAll()
+            if case .lease = first {
+                while let _ = try? await group.next() {}
+                return first
+            }
+            // The lease may still have arrived; give it back.
+            while true {
+                do {
+                    guard let next = try await group.next() else { break }
+                    if case .lease(let lease) = next { lease.release() }
+                } catch { break }
+            }
+            return first
+        }
+        switch outcome {
+        case .lease(let lease):
+            return lease
+        case .timedOut, .connectFailed:
+            let last = lastConnectError.value.withLock { $0 }
+            if case .connectFailed = outcome, let last { throw last }
+            throw MySQLError(
+                last?.code ?? .timeout, message: "no pooled connection within the connect timeout",
+                serverError: last?.serverError, underlying: last)
+        }
+    }
+
+    /// Runs SQL with the text protocol on a pooled connection.
+    @discardableResult
+    public func query(_ sql: String) async throws -> MySQLQueryResult {
+        try await withConnection { try await $0.query(sql) }
+    }
+
+    /// Runs a prepared statement on a pooled connection.
+    @discardableResult
+    public func execute(_ sql: String, binds: [MySQLValue] = []) async throws -> MySQLQueryResult {
+        try await withConnection { try await $0.execute(sql, binds: binds) }
+    }
+}
+
+/// The last connect error and the number of failed connects, shared with the pool's
+/// connection factory, so requests waiting for a connection fail at once when connecting fails.
+final class ErrorBox: Sendable {
+    let value = Mutex<MySQLError?>(nil)
+    let failures = Atomic<Int>(0)
+
+    func record(_ error: MySQLError) {
+        value.withLock { $0 = error }
+        failures.add(1, ordering: .relaxed)
+    }
+}

@@ -1,0 +1,336 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import ServiceLifecycle
+import _ConnectionPoolModule
+
+/// A pooled Redis client: `Sendable`, shared by any number of concurrent callers.
+///
+/// It is a ServiceLifecycle `Service`: the pool works only while ``run()`` runs (run it in a
+/// `ServiceGroup` or a task group); cancelling `run()` or a graceful shutdown closes every
+/// connection. Each connection carries up to
+/// ``Configuration/Pool-swift.struct/maximumConcurrentRequestsPerConnection`` requests at
+/// once, so concurrent callers pipeline over few connections.
+///
+/// With ``Configuration/Endpoint-swift.enum/sentinel(_:)`` every new connection asks the
+/// sentinels for the master's address and checks `ROLE`; a `READONLY` reply (the node was
+/// demoted) closes that connection, so the next one finds the new master.
+public final class RedisClient: Sendable, Service {
+    typealias Pool = ConnectionPool<
+        RedisConnection, Int, ConnectionIDGenerator, RedisConnectionRequest, Int,
+        RedisKeepAliveBehavior, RedisPoolObservability, ContinuousClock
+    >
+
+    /// The configuration the client was made with.
+    public let configuration: Configuration
+    private let pool: Pool
+    private let logger: Logger
+    private let eventLoopGroup: any EventLoopGroup
+    private let state: NIOLockedValueBox<State>
+    private let requestIDs = ConnectionIDGenerator()
+    private let multiplexer: RedisMultiplexer
+
+    private struct State {
+        /// Requests admitted and not yet finished (running or waiting for a connection).
+        var active = 0
+        var lastConnectError: RedisClientError?
+        /// Lease requests waiting in the pool; `true` once a failed connect attempt released them.
+        var pendingLeases: [Int: Bool] = [:]
+        var tlsContext: NIOSSLContext?
+        var sentinelTLSContext: NIOSSLContext?
+    }
+
+    /// Creates a client. Nothing connects until ``run()`` runs and a request comes.
+    public init(
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "redis", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
+        var logger = logger
+        if let name = configuration.pool.name {
+            logger[metadataKey: RedisLoggingKeys.pool] = .string(name)
+        }
+        self.configuration = configuration
+        self.logger = logger
+        self.eventLoopGroup = eventLoopGroup
+        let state = NIOLockedValueBox(State())
+        self.state = state
+
+        var poolConfiguration = ConnectionPoolConfiguration()
+        poolConfiguration.minimumConnectionCount = configuration.pool.minimumConnections
+        poolConfiguration.maximumConnectionSoftLimit = configuration.pool.maximumConnections
+        poolConfiguration.maximumConnectionHardLimit = configuration.pool.maximumConnections
+        poolConfiguration.idleTimeout = configuration.pool.idleTimeout
+        // Once connecting has failed for a connect timeout with no connection left, waiting
+        // callers fail at once instead of queueing; the pool keeps retrying in the background.
+        poolConfiguration.circuitBreakerTripAfter = configuration.connection.connectTimeout
+        let connectionConfiguration = configuration.connection
+        let endpoint = configuration.endpoint
+        // The pool leases each connection whole; RedisMultiplexer shares a lease among requests.
+        let streams: UInt16 = 1
+        self.multiplexer = RedisMultiplexer(maximumRequests: configuration.pool.maximumConcurrentRequestsPerConnection)
+        let factoryLogger = logger
+
+        self.pool = Pool(
+            configuration: poolConfiguration,
+            idGenerator: ConnectionIDGenerator(),
+            requestType: RedisConnectionRequest.self,
+            keepAliveBehavior: RedisKeepAliveBehavior(frequency: configuration.pool.keepAlivePingInterval),
+            observabilityDelegate: RedisPoolObservability(logger: logger),
+            clock: ContinuousClock()
+        ) { [eventLoopGroup] id, pool in
+            do {
+                let connection = try await Self.makeConnection(
+                    id: id, configuration: connectionConfiguration, endpoint: endpoint,
+                    eventLoop: eventLoopGroup.any(), state: state, logger: factoryLogger
+                )
+                state.withLockedValue { $0.lastConnectError = nil }
+                return ConnectionAndMetadata(connection: connection, maximalStreamsOnConnection: streams)
+            } catch {
+                let typed = RedisConnectionStateMachine.mapError(error, handshaking: true)
+                // Like a failed connect in OpenResty, the callers waiting for this connection
+                // get its error now rather than after the connect timeout; the pool retries
+                // with backoff for later callers.
+                let waiting = state.withLockedValue { state -> [Int] in
+                    state.lastConnectError = typed
+                    let ids = state.pendingLeases.filter { !$0.value }.map(\.key)
+                    for id in ids { state.pendingLeases[id] = true }
+                    return ids
+                }
+                for id in waiting { pool.cancelLeaseConnection(id) }
+                throw typed
+            }
+        }
+    }
+
+    /// Runs the pool until cancelled or until a graceful shutdown; then closes every connection.
+    public func run() async throws {
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await self.pool.run()
+        } onCancelOrGracefulShutdown: {
+            self.pool.triggerForceShutdown()
+        }
+    }
+
+    // MARK: requests
+
+    /// Sends one command and returns its reply; an error reply throws `serverError`.
+    @discardableResult
+    public func send(_ command: RedisCommand) async throws -> RESPValue {
+        try await withConnection { try await $0.send(command) }
+    }
+
+    /// Sends several commands in one write on one connection and returns their replies
+    /// (error replies as values).
+    public func pipeline(_ commands: [RedisCommand]) async throws -> [RESPValue] {
+        try await withConnection { try await $0.pipeline(commands) }
+    }
+
+    /// Runs `commands` in `MULTI`/`EXEC` on one connection; see ``RedisConnection/transaction(_:)``.
+    public func transaction(_ commands: [RedisCommand]) async throws -> [RESPValue] {
+        try await withConnection { try await $0.transaction(commands) }
+    }
+
+    /// Runs `body` on a pooled connection, which up to
+    /// ``Configuration/Pool-swift.struct/maximumConcurrentRequestsPerConnection`` callers share.
+    ///
+    /// - Throws: `poolExhausted` at once when the pool and its backlog are full; `timeout` or
+    ///   `connectionFailed` when no connection is ready within the connect timeout;
+    ///   `shutdown` once the client stopped.
+    public func withConnection<Result: Sendable>(
+        _ body: (RedisConnection) async throws -> Result
+    ) async throws -> Result {
+        let pool = configuration.pool
+        let capacity = pool.maximumConnections * max(1, pool.maximumConcurrentRequestsPerConnection)
+        let admitted = state.withLockedValue { state -> Bool in
+            if let backlog = pool.backlog, state.active >= capacity + backlog {
+                return false
+            }
+            state.active += 1
+            return true
+        }
+        guard admitted else {
+            throw RedisClientError(.poolExhausted, message: "the pool and its backlog are full")
+        }
+        defer { state.withLockedValue { $0.active -= 1 } }
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await multiplexer.withConnection(lease: { try await self.leaseConnection() }) { connection in
+                    do {
+                        return try await body(connection)
+                    } catch let error as RedisClientError {
+                        if error.serverErrorPrefix == "READONLY" || error.requestWasNotSent {
+                            // A demoted master (failover), or a connection that closed before the
+                            // pool knew: drop it, so the next one is made afresh.
+                            self.multiplexer.retire(connection)
+                            connection.close()
+                        }
+                        throw error
+                    }
+                }
+            } catch let error as RedisClientError where error.requestWasNotSent && attempt < 3 {
+                // Nothing reached the server: safe to run again on another connection.
+                continue
+            }
+        }
+    }
+
+    private func leaseConnection() async throws -> (connection: RedisConnection, release: @Sendable () -> Void) {
+        let id = requestIDs.next()
+        let timedOut = NIOLockedValueBox(false)
+        let timer = eventLoopGroup.any().scheduleTask(in: TimeAmount(configuration.connection.connectTimeout)) {
+            [pool = self.pool] in
+            timedOut.withLockedValue { $0 = true }
+            pool.cancelLeaseConnection(id)
+        }
+        state.withLockedValue { $0.pendingLeases[id] = false }
+        defer {
+            timer.cancel()
+            state.withLockedValue { _ = $0.pendingLeases.removeValue(forKey: id) }
+        }
+        do {
+            let lease = try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { continuation in
+                    self.pool.leaseConnection(RedisConnectionRequest(id: id, continuation: continuation))
+                }
+            } onCancel: {
+                self.pool.cancelLeaseConnection(id)
+            }
+            return (lease.connection, { lease.release() })
+        } catch {
+            let (lastConnectError, connectFailed) = state.withLockedValue { ($0.lastConnectError, $0.pendingLeases[id] ?? false) }
+            throw leaseError(
+                error, timedOut: timedOut.withLockedValue { $0 } || connectFailed, lastConnectError: lastConnectError
+            )
+        }
+    }
+
+    private func leaseError(_ error: any Error, timedOut: Bool, lastConnectError: RedisClientError?) -> any Error {
+        guard let poolError = error as? ConnectionPoolError else {
+            return RedisConnectionStateMachine.mapError(error, handshaking: true)
+        }
+        if poolError == .poolShutdown {
+            return RedisClientError(.shutdown, message: "the client is shut down", underlying: error)
+        }
+        if timedOut || poolError == .connectionCreationCircuitBreakerTripped {
+            // Why no connection could be had says more than "no connection".
+            if let lastConnectError { return lastConnectError }
+            if timedOut {
+                return RedisClientError(.timeout, message: "no connection was free within the connect timeout", underlying: error)
+            }
+            return RedisClientError(.connectionFailed, message: "no connection to Redis could be made", underlying: error)
+        }
+        return CancellationError()
+    }
+
+    // MARK: connections
+
+    private static func makeConnection(
+        id: Int,
+        configuration: RedisConnection.Configuration,
+        endpoint: Configuration.Endpoint,
+        eventLoop: any EventLoop,
+        state: NIOLockedValueBox<State>,
+        logger: Logger
+    ) async throws -> RedisConnection {
+        let tlsContext = try state.withLockedValue { state -> NIOSSLContext? in
+            if state.tlsContext == nil { state.tlsContext = try configuration.tls.makeContext() }
+            return state.tlsContext
+        }
+        switch endpoint {
+        case .standalone:
+            return try await RedisConnection.connect(
+                configuration: configuration, id: id, eventLoop: eventLoop, tlsContext: tlsContext, logger: logger
+            )
+        case .sentinel(let sentinel):
+            let sentinelTLS = try state.withLockedValue { state -> NIOSSLContext? in
+                if state.sentinelTLSContext == nil { state.sentinelTLSContext = try sentinel.tls.makeContext() }
+                return state.sentinelTLSContext
+            }
+            let master = try await RedisSentinelResolver.masterAddress(
+                sentinel, connection: configuration, eventLoop: eventLoop, tlsContext: sentinelTLS, logger: logger
+            )
+            var configuration = configuration
+            configuration.address = master
+            let connection = try await RedisConnection.connect(
+                configuration: configuration, id: id, eventLoop: eventLoop, tlsContext: tlsContext, logger: logger
+            )
+            do {
+                let role = try await connection.send(.role())
+                guard role.array?.first?.string == "master" else {
+                    throw RedisClientError(.sentinel, message: "the node Sentinel named as master is not a master (failover in progress)")
+                }
+                return connection
+            } catch {
+                await connection.closeAndWait()
+                throw error
+            }
+        }
+    }
+}
+
+/// A lease request of ``RedisClient``: a continuation the pool completes with a connection.
+struct RedisConnectionRequest: ConnectionRequestProtocol {
+    typealias Connection = RedisConnection
+    let id: Int
+    let continuation: CheckedContinuation<ConnectionLease<RedisConnection>, any Error>
+
+    func complete(with result: Result<ConnectionLease<RedisConnection>, ConnectionPoolError>) {
+        continuation.resume(with: result.mapError { $0 as any Error })
+    }
+}
+
+/// Checks idle connections with `PING`.
+struct RedisKeepAliveBehavior: ConnectionKeepAliveBehavior {
+    typealias Connection = RedisConnection
+    let frequency: Duration?
+
+    var keepAliveFrequency: Duration? { frequency }
+
+    func runKeepAlive(for connection: RedisConnection) async throws {
+        try await connection.send(.ping())
+    }
+}
+
+/// Logs the pool's events at debug level.
+struct RedisPoolObservability: ConnectionPoolObservabilityDelegate {
+    typealias ConnectionID = Int
+    let logger: Logger
+
+    func startedConnecting(id: Int) {
+        logger.debug("redis pool connecting", metadata: [RedisLoggingKeys.connectionID: "\(id)"])
+    }
+
+    func connectFailed(id: Int, error: any Error) {
+        logger.debug(
+            "redis pool connect failed",
+            metadata: [RedisLoggingKeys.connectionID: "\(id)", "error": "\(error)"]
+        )
+    }
+
+    func connectSucceeded(id: Int, streamCapacity: UInt16) {
+        logger.debug("redis pool connected", metadata: [RedisLoggingKeys.connectionID: "\(id)"])
+    }
+
+    func connectionUtilizationChanged(id: Int, streamsUsed: UInt16, streamCapacity: UInt16) {}
+
+    func keepAliveTriggered(id: Int) {}
+
+    func keepAliveSucceeded(id: Int) {}
+
+    func keepAliveFailed(id: Int, error: any Error) {
+        logger.debug("redis pool keep-alive failed", metadata: [RedisLoggingKeys.connectionID: "\(id)"])
+    }
+
+    func connectionClosing(id: Int) {}
+
+    func connectionClosed(id: Int, error: (any Error)?) {
+        logger.debug("redis pool connection closed", metadata: [RedisLoggingKeys.connectionID: "\(id)"])
+    }
+
+    func requestQueueDepthChanged(_ newDepth: Int) {}
+}

@@ -1,0 +1,167 @@
+import SessionStorage
+import SessionStorageConformance
+import Testing
+
+@Suite("Memory zone")
+struct MemoryZoneTests {
+    @Test func zonesAreSharedByName() async throws {
+        let a = MemorySessionStore(configuration: .init(zone: "shared-zone-test"))
+        let b = MemorySessionStore(configuration: .init(zone: "shared-zone-test", capacity: 1 << 20))
+        #expect(a.zone === b.zone)
+        try await a.set(name: "session", key: "K", value: "from a", ttl: 60, currentTime: 1000)
+        #expect(try await b.get(name: "session", key: "K", currentTime: 1000) == "from a")
+        let other = MemorySessionStore(configuration: .init(zone: "another-zone-test"))
+        #expect(try await other.get(name: "session", key: "K", currentTime: 1000) == nil)
+    }
+
+    @Test func leastRecentlyUsedEntriesAreEvictedWhenFull() throws {
+        let zone = MemoryZone(name: "lru", capacity: 1 << 20)
+        #expect(zone.shardCount == 1)
+        let value = String(repeating: "x", count: 1000)
+        try zone.set("first", value: value, expiresAt: 100, now: 0)
+        try zone.set("second", value: value, expiresAt: 100, now: 0)
+        // Reading "first" makes "second" the least recently used.
+        #expect(zone.get("first", now: 1) == value)
+        for index in 0..<2000 { try zone.set("filler\(index)", value: value, expiresAt: 100, now: 1) }
+        #expect(zone.usedBytes <= zone.capacity)
+        #expect(zone.get("second", now: 1) == nil)
+        #expect(zone.get("filler1999", now: 1) == value)
+    }
+
+    @Test func recentlyReadEntrySurvivesEviction() throws {
+        let zone = MemoryZone(name: "lru-read", capacity: 1 << 20)
+        let value = String(repeating: "y", count: 10_000)
+        try zone.set("hot", value: value, expiresAt: 1000, now: 0)
+        for index in 0..<500 {
+            try zone.set("cold\(index)", value: value, expiresAt: 1000, now: 0)
+            #expect(zone.get("hot", now: 0) == value)
+        }
+        #expect(zone.usedBytes <= zone.capacity)
+    }
+
+    @Test func valueLargerThanTheZoneIsATypedError() async throws {
+        let zone = MemoryZone(name: "small", capacity: 1 << 20)
+        let store = MemorySessionStore(zone: zone)
+        await #expect {
+            try await store.set(name: "session", key: "K", value: String(repeating: "z", count: 2 << 20), ttl: 60, currentTime: 1)
+        } throws: { error in
+            (error as? SessionStoreError)?.code == .valueTooLarge
+                && !"\(error)".contains("zzzz")
+        }
+        #expect(zone.count == 0)
+    }
+
+    @Test func shardsScaleWithCapacity() {
+        #expect(MemoryZone(name: "a", capacity: 1 << 20).shardCount == 1)
+        #expect(MemoryZone(name: "b", capacity: 10 << 20).shardCount == 4)
+        #expect(MemoryZone(name: "c", capacity: 64 << 20).shardCount == 16)
+        #expect(MemoryZone(name: "d", capacity: 1 << 30).shardCount == 16)
+    }
+
+    @Test func expiredEntriesAreNotReturnedAndAreSwept() throws {
+        let zone = MemoryZone(name: "sweep", capacity: 8 << 20)
+        for index in 0..<100 { try zone.set("short\(index)", value: "v", expiresAt: 50, now: 0) }
+        for index in 0..<10 { try zone.set("long\(index)", value: "v", expiresAt: 500, now: 0) }
+        #expect(zone.get("short1", now: 50) == nil)
+        #expect(zone.count == 109)
+        #expect(zone.sweep(now: 50) == 99)
+        #expect(zone.count == 10)
+        #expect(zone.get("long3", now: 499) == "v")
+    }
+
+    @Test func expireNoLaterNeverLengthens() throws {
+        let zone = MemoryZone(name: "expire", capacity: 8 << 20)
+        try zone.set("k", value: "v", expiresAt: 100, now: 0)
+        zone.expireNoLater("k", expiresAt: 500, now: 0)
+        #expect(zone.expiry(of: "k", now: 0) == 100)
+        zone.expireNoLater("k", expiresAt: 20, now: 0)
+        #expect(zone.expiry(of: "k", now: 0) == 20)
+        #expect(zone.get("k", now: 20) == nil)
+    }
+
+    @Test func indexStaysBoundedUnderRotation() async throws {
+        let zone = MemoryZone(name: "bounded", capacity: 8 << 20)
+        let store = MemorySessionStore(zone: zone)
+        let metadata = try SessionMetadata(audience: "app", subject: "alice")
+        var key = SessionStoreConformance.randomKey()
+        try await store.set(name: "session", key: key, value: "v", ttl: 600, currentTime: 1000, metadata: metadata)
+        for step in 0..<1000 {
+            let next = SessionStoreConformance.randomKey()
+            try await store.set(
+                name: "session", key: next, value: "v", ttl: 600, currentTime: 1000 + step, oldKey: key, metadata: metadata)
+            key = next
+        }
+        let index = try #require(zone.get("session:app:alice", now: 2000))
+        #expect(SessionIndexCodec.entryCount(index) <= 2 * 1 + 16 + 2)
+        #expect(try await store.readMetadata(name: "session", audience: "app", subject: "alice", currentTime: 2000) == [key: 2599])
+        // The index expires with its latest member.
+        #expect(zone.expiry(of: "session:app:alice", now: 2000) == 2599)
+    }
+
+    @Test func indexLivesAsLongAsItsLatestMember() async throws {
+        let zone = MemoryZone(name: "index-expiry", capacity: 8 << 20)
+        let store = MemorySessionStore(zone: zone)
+        let metadata = try SessionMetadata(audience: "app", subject: "bob")
+        let long = SessionStoreConformance.randomKey()
+        let short = SessionStoreConformance.randomKey()
+        try await store.set(name: "session", key: long, value: "v", ttl: 1000, currentTime: 0, metadata: metadata)
+        try await store.set(name: "session", key: short, value: "v", ttl: 10, currentTime: 0, metadata: metadata)
+        #expect(zone.expiry(of: "session:app:bob", now: 0) == 1000)
+        #expect(try await store.readMetadata(name: "session", audience: "app", subject: "bob", currentTime: 500) == [long: 1000])
+    }
+
+    @Test func rememberRotationPolicyKeepStale() async throws {
+        let store = MemorySessionStore(
+            configuration: .init(rememberRotation: .keepStale), zone: MemoryZone(name: "keep", capacity: 8 << 20))
+        try await store.set(name: "remember", key: "OLD", value: "old", ttl: 600, currentTime: 0)
+        try await store.set(
+            name: "remember", key: "NEW", value: "new", ttl: 600, currentTime: 0, oldKey: "OLD", staleTTL: 10, remember: true)
+        #expect(try await store.get(name: "remember", key: "OLD", currentTime: 9) == "old")
+        #expect(try await store.get(name: "remember", key: "OLD", currentTime: 10) == nil)
+    }
+
+    @Test func sweeperRunsOnTheInjectedClock() async throws {
+        let zone = MemoryZone(name: "sweeper", capacity: 8 << 20)
+        try zone.set("a", value: "v", expiresAt: 100, now: 0)
+        try zone.set("b", value: "v", expiresAt: 300, now: 0)
+        let clock = ManualClock()
+        let wallClock = WallClock(now: 0)
+        let sweeper = MemoryZoneSweeper(zone: zone, interval: .seconds(60), clock: clock, now: { wallClock.now })
+        let task = Task { try await sweeper.run() }
+        await clock.waitForSleepers(1)
+        #expect(zone.count == 2)
+        wallClock.now = 200
+        clock.advance(by: .seconds(60))
+        await clock.waitForSleepers(1)
+        #expect(zone.count == 1)
+        #expect(zone.get("b", now: 200) == "v")
+        wallClock.now = 400
+        clock.advance(by: .seconds(59))
+        await Task.yield()
+        #expect(zone.count == 1, "no sweep before the interval passed")
+        clock.advance(by: .seconds(1))
+        await clock.waitForSleepers(1)
+        #expect(zone.count == 0)
+        task.cancel()
+        try await task.value
+    }
+}
+
+/// A settable wall clock for the sweeper's notion of "now".
+final class WallClock: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = NSLockLike()
+    private var value: Int
+    init(now: Int) { value = now }
+    var now: Int {
+        get { lock.withLock { value } }
+        set { lock.withLock { value = newValue } }
+    }
+}
+
+import Synchronization
+
+final class NSLockLike: Sendable {
+    private let mutex = Mutex(())
+    func withLock<T>(_ body: () -> T) -> T { mutex.withLock { _ in body() } }
+}
