@@ -65,10 +65,13 @@ public struct SessionError: Error, Sendable, CustomStringConvertible, CustomDebu
         self.line = line
     }
 
+    /// The code and message; never a secret, key, id, cookie or value.
     public var description: String {
         "SessionError(code: \(code), message: \"\(message)\")"
     }
 
+    /// The description with the underlying error (which may hold a backend's own message) and
+    /// the throw site.
     public var debugDescription: String {
         var result = "SessionError(code: \(code), message: \"\(message)\""
         if let underlying { result += ", underlying: \(String(reflecting: underlying))" }
