@@ -240,7 +240,11 @@ let package = Package(
         ),
         .testTarget(
             name: "RestySessionTests",
-            dependencies: ["RestySession", "SessionStorageConformance"],
+            dependencies: [
+                "RestySession",
+                "SessionStorageConformance",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,0 +1,126 @@
+import SessionStorage
+
+/// The 82-byte binary header of a lua-resty-session 4.x cookie (COOKIE.md §2).
+///
+///     [type 1][flags 2][sid 32][creation time 5][rolling offset 4][data size 3][tag 16][idling offset 3][mac 16]
+///
+/// All integers unsigned little-endian.
+struct SessionCookieHeader: Sendable, Hashable {
+    static let size = 82
+    static let encodedSize = 110
+    /// Bytes 0..<47: the AES-GCM additional authenticated data.
+    static let tagOffset = 47
+    /// Bytes 0..<63: what `touch()` keeps.
+    static let touchOffset = 63
+    /// Bytes 0..<66: the MAC input.
+    static let macOffset = 66
+
+    static let cookieType: UInt8 = 1
+    static let maximumCreationTime = (1 << 40) - 1
+    static let maximumRollingOffset = (1 << 32) - 1
+    static let maximumIdlingOffset = (1 << 24) - 1
+    static let maximumDataSize = (1 << 24) - 1
+
+    var flags: SessionFlags
+    var sid: [UInt8]
+    var creationTime: Int
+    var rollingOffset: Int
+    var dataSize: Int
+    var tag: [UInt8]
+    var idlingOffset: Int
+    var mac: [UInt8]
+
+    /// The first 47 bytes (type ‖ flags ‖ sid ‖ creation ‖ rolling ‖ data size): the AAD.
+    var additionalData: [UInt8] {
+        var bytes: [UInt8] = [Self.cookieType]
+        bytes.reserveCapacity(Self.size)
+        Self.pack(Int(flags.rawValue), size: 2, into: &bytes)
+        bytes.append(contentsOf: sid)
+        Self.pack(creationTime, size: 5, into: &bytes)
+        Self.pack(rollingOffset, size: 4, into: &bytes)
+        Self.pack(dataSize, size: 3, into: &bytes)
+        return bytes
+    }
+
+    /// The first 66 bytes: everything the MAC covers.
+    var macInput: [UInt8] {
+        var bytes = additionalData
+        bytes.append(contentsOf: tag)
+        Self.pack(idlingOffset, size: 3, into: &bytes)
+        return bytes
+    }
+
+    /// All 82 bytes.
+    var bytes: [UInt8] {
+        var bytes = macInput
+        bytes.append(contentsOf: mac)
+        return bytes
+    }
+
+    /// The 110-character base64url form.
+    var encoded: String { Base64URL.encode(bytes) }
+
+    init(
+        flags: SessionFlags,
+        sid: [UInt8],
+        creationTime: Int,
+        rollingOffset: Int,
+        dataSize: Int,
+        tag: [UInt8] = [UInt8](repeating: 0, count: 16),
+        idlingOffset: Int = 0,
+        mac: [UInt8] = [UInt8](repeating: 0, count: 16)
+    ) {
+        self.flags = flags
+        self.sid = sid
+        self.creationTime = creationTime
+        self.rollingOffset = rollingOffset
+        self.dataSize = dataSize
+        self.tag = tag
+        self.idlingOffset = idlingOffset
+        self.mac = mac
+    }
+
+    /// Parses 82 header bytes; `nil` if the length or the cookie type is wrong.
+    init?(bytes: [UInt8]) {
+        guard bytes.count == Self.size, bytes[0] == Self.cookieType else { return nil }
+        flags = SessionFlags(rawValue: UInt16(Self.unpack(bytes, at: 1, size: 2)))
+        sid = Array(bytes[3..<35])
+        creationTime = Self.unpack(bytes, at: 35, size: 5)
+        rollingOffset = Self.unpack(bytes, at: 40, size: 4)
+        dataSize = Self.unpack(bytes, at: 44, size: 3)
+        tag = Array(bytes[47..<63])
+        idlingOffset = Self.unpack(bytes, at: 63, size: 3)
+        mac = Array(bytes[66..<82])
+    }
+
+    static func pack(_ value: Int, size: Int, into bytes: inout [UInt8]) {
+        var value = UInt64(clamping: value)
+        for _ in 0..<size {
+            bytes.append(UInt8(truncatingIfNeeded: value))
+            value >>= 8
+        }
+    }
+
+    static func unpack(_ bytes: [UInt8], at offset: Int, size: Int) -> Int {
+        var value = 0
+        for index in 0..<size { value |= Int(bytes[offset + index]) << (8 * index) }
+        return value
+    }
+
+    /// The number of base64url characters (no padding) of `count` bytes: ceil(4n/3).
+    static func base64Size(_ count: Int) -> Int { (count * 4 + 2) / 3 }
+}
+
+/// The flags field of the header (COOKIE.md §2).
+struct SessionFlags: OptionSet, Sendable, Hashable {
+    let rawValue: UInt16
+
+    static let storage = SessionFlags(rawValue: 0x0001)
+    static let forget = SessionFlags(rawValue: 0x0002)
+    static let deflate = SessionFlags(rawValue: 0x0010)
+    static let bindIP = SessionFlags(rawValue: 0x0100)
+    static let bindScheme = SessionFlags(rawValue: 0x0200)
+    static let bindUserAgent = SessionFlags(rawValue: 0x0400)
+
+    static let bindings: SessionFlags = [.bindIP, .bindScheme, .bindUserAgent]
+}

@@ -1,0 +1,244 @@
+import Crypto
+import Logging
+import SessionStorage
+
+extension Session {
+    /// The largest plaintext an inflated payload may have.
+    static let maximumInflatedSize = 16 * 1024 * 1024
+
+    /// lua-resty-session `metatable:open()`: the session cookie, else (remember on) the
+    /// remember cookie, which then renews both cookies.
+    mutating func open() async throws {
+        guard let failure = try await openCookie(remember: false, metaOnly: false) else {
+            openFailure = nil
+            return
+        }
+        openFailure = failure
+        settings.logger.debug("session cookie did not open", metadata: ["reason": "\(failure)"])
+        guard failure != .missingAudience, settings.configuration.remember else { return }
+
+        if let rememberFailure = try await openCookie(remember: true, metaOnly: false) {
+            settings.logger.debug("remember cookie did not open", metadata: ["reason": "\(rememberFailure)"])
+            return
+        }
+        try await write(remember: true, newState: nil)
+        meta = nil
+        state = .new
+        try await write(remember: false, newState: .open)
+        isRestoredFromRememberCookie = true
+        openFailure = nil
+    }
+
+    /// Reads and verifies one cookie (COOKIE.md §9). Returns `nil` when it opened, or why not.
+    /// With `metaOnly` it stops after the MAC and the payload lookup, keeping only the meta
+    /// (creation time, old id) needed to renew a remember cookie.
+    ///
+    /// - Throws: only a storage backend failure.
+    mutating func openCookie(remember: Bool, metaOnly: Bool) async throws -> SessionOpenFailure? {
+        let now = settings.clock.now()
+        let name = remember ? settings.rememberCookieName : settings.cookieName
+        guard let cookie = request.cookie(named: name) else { return .missingCookie }
+        let text = Array(cookie.utf8)
+        guard text.count >= SessionCookieHeader.encodedSize,
+              let headerBytes = StrictBase64URL.decode(text[0..<SessionCookieHeader.encodedSize]),
+              headerBytes.count == SessionCookieHeader.size
+        else { return .invalidHeader }
+        guard let header = SessionCookieHeader(bytes: headerBytes) else { return .invalidCookieType }
+
+        guard header.flags.contains(.storage) == (settings.storage != nil) else { return .invalidFlags }
+
+        let absoluteElapsed = now - header.creationTime
+        if absoluteElapsed > SessionCookieHeader.maximumRollingOffset { return .lifetimeExceeded }
+        if remember {
+            if settings.rememberAbsoluteTimeout != 0, absoluteElapsed > settings.rememberAbsoluteTimeout {
+                return .rememberAbsoluteTimeoutExceeded
+            }
+        } else if settings.absoluteTimeout != 0, absoluteElapsed > settings.absoluteTimeout {
+            return .absoluteTimeoutExceeded
+        }
+
+        let rollingElapsed = now - header.creationTime - header.rollingOffset
+        if remember {
+            if settings.rememberRollingTimeout != 0, rollingElapsed > settings.rememberRollingTimeout {
+                return .rememberRollingTimeoutExceeded
+            }
+        } else if settings.rollingTimeout != 0, rollingElapsed > settings.rollingTimeout {
+            return .rollingTimeoutExceeded
+        }
+
+        if remember {
+            if header.idlingOffset != 0 { return .invalidIdlingOffset }
+        } else if settings.idlingTimeout != 0, rollingElapsed - header.idlingOffset > settings.idlingTimeout {
+            return .idlingTimeoutExceeded
+        }
+
+        // The MAC, with the current key, then the fallbacks; compared in constant time.
+        let message = macMessage(header)
+        var verifiedKey: SessionKey?
+        for key in [settings.key] + settings.fallbackKeys {
+            let expected = SessionCrypto.mac(key, sid: header.sid, message: message)
+            if SessionCrypto.constantTimeEquals(expected, header.mac[...]) {
+                verifiedKey = key
+                break
+            }
+        }
+        guard let key = verifiedKey else { return .invalidMAC }
+
+        // The payload: from the store, or from the cookie and its chunks.
+        var payload: [UInt8]
+        var initialChunk: String?
+        var storedCiphertext: String?
+        var storedInfo: [String: [String: SessionValue]]?
+        if let storage = settings.storage {
+            let storageKey = settings.storageKey(sid: header.sid)
+            let stored: String?
+            do {
+                stored = try await storage.get(name: name, key: storageKey, currentTime: now)
+            } catch {
+                throw SessionError(.storageFailed, message: "unable to load the session", underlying: error)
+            }
+            guard let stored else { return .notInStorage }
+            guard case .array(let parts)? = SessionJSON.decode(stored.utf8),
+                  (1...2).contains(parts.count),
+                  case .string(let ciphertext) = parts[0]
+            else { return .invalidStoredValue }
+            if parts.count == 2 {
+                guard case .string(let encodedInfo) = parts[1],
+                      let infoJSON = StrictBase64URL.decode(encodedInfo.utf8),
+                      let info = Self.decodeInfo(infoJSON)
+                else { return .invalidStoredValue }
+                storedInfo = info
+            }
+            payload = Array(ciphertext.utf8)
+            storedCiphertext = ciphertext
+        } else {
+            guard let chunks = SessionSettings.chunkCount(nameSize: name.utf8.count, dataSize: header.dataSize) else {
+                return .invalidDataSize
+            }
+            payload = Array(text[SessionCookieHeader.encodedSize...])
+            initialChunk = String(decoding: payload, as: UTF8.self)
+            if chunks > 1 {
+                for chunk in 2...chunks {
+                    guard let part = request.cookie(named: name + String(chunk)) else { return .missingChunk }
+                    payload.append(contentsOf: part.utf8)
+                }
+            }
+        }
+        guard payload.count == header.dataSize, let ciphertext = StrictBase64URL.decode(payload) else {
+            return .invalidPayload
+        }
+
+        let opened = CookieMeta(
+            timestamp: now,
+            header: header,
+            key: key,
+            initialChunk: initialChunk,
+            ciphertext: storedCiphertext
+        )
+        if metaOnly {
+            if remember { rememberMeta = opened } else { meta = opened }
+            return nil
+        }
+
+        // Decrypt, inflate, decode.
+        let (aesKey, nonce) = SessionCrypto.encryptionKey(
+            key,
+            sid: header.sid,
+            iterations: remember ? settings.rememberIterations : nil
+        )
+        var plaintext: [UInt8]
+        do {
+            let box = try AES.GCM.SealedBox(nonce: nonce, ciphertext: ciphertext, tag: header.tag)
+            plaintext = Array(try AES.GCM.open(box, using: aesKey, authenticating: header.additionalData))
+        } catch {
+            return .decryptionFailed
+        }
+        if header.flags.contains(.deflate) {
+            do {
+                plaintext = try RawInflate.inflate(plaintext, limit: Self.maximumInflatedSize)
+            } catch {
+                return .inflateFailed
+            }
+        }
+        guard let decoded = Self.decodeEntries(plaintext) else { return .invalidData }
+
+        if remember { rememberMeta = opened } else { meta = opened }
+        let current = entries[index]
+        if settings.storage != nil {
+            var info = storedInfo ?? [:]
+            if info[current.audience] == nil, let pending = infoData[current.audience] {
+                info[current.audience] = pending
+            }
+            infoData = info
+        }
+        guard let found = decoded.firstIndex(where: { $0.audience == current.audience }) else {
+            // A valid cookie of other audiences: keep them, add the configured audience as new.
+            entries = decoded + [current]
+            index = entries.count - 1
+            state = .new
+            return .missingAudience
+        }
+        entries = decoded
+        index = found
+        state = .open
+        return nil
+    }
+
+    /// `[[{data}, "audience", "subject"?], …]`
+    static func decodeEntries(_ plaintext: [UInt8]) -> [AudienceData]? {
+        guard case .array(let items)? = SessionJSON.decode(plaintext), !items.isEmpty else { return nil }
+        var entries: [AudienceData] = []
+        entries.reserveCapacity(items.count)
+        for item in items {
+            guard case .array(let fields) = item, (2...3).contains(fields.count),
+                  case .string(let audience) = fields[1]
+            else { return nil }
+            let values: [String: SessionValue]
+            switch fields[0] {
+            case .object(let object):
+                values = object
+            case .array(let array):
+                // lua-cjson writes a Lua sequence as an array; keep it under its 1-based keys.
+                values = Dictionary(uniqueKeysWithValues: array.enumerated().map { (String($0.offset + 1), $0.element) })
+            default:
+                return nil
+            }
+            var subject: String?
+            if fields.count == 3 {
+                switch fields[2] {
+                case .string(let value): subject = value
+                case .null: subject = nil
+                default: return nil
+                }
+            }
+            entries.append(AudienceData(values: values, audience: audience, subject: subject))
+        }
+        return entries
+    }
+
+    /// `{ "audience": { "key": value } }`
+    static func decodeInfo(_ json: [UInt8]) -> [String: [String: SessionValue]]? {
+        guard case .object(let audiences)? = SessionJSON.decode(json) else { return nil }
+        var result: [String: [String: SessionValue]] = [:]
+        for (audience, value) in audiences {
+            switch value {
+            case .object(let members): result[audience] = members
+            case .array(let array) where array.isEmpty: result[audience] = [:]
+            default: return nil
+            }
+        }
+        return result
+    }
+
+    static func encodeEntries(_ entries: [AudienceData]) -> [UInt8] {
+        SessionJSON.encode(
+            .array(
+                entries.map { entry in
+                    var fields: [SessionValue] = [.object(entry.values), .string(entry.audience)]
+                    if let subject = entry.subject { fields.append(.string(subject)) }
+                    return .array(fields)
+                }
+            )
+        )
+    }
+}

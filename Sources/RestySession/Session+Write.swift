@@ -1,0 +1,170 @@
+import Crypto
+import Logging
+import SessionStorage
+
+extension Session {
+    /// lua-resty-session `save(self, state, remember)`: a new id, the data encrypted into a new
+    /// cookie (chunked when large) or into the store, the previous record rotated.
+    ///
+    /// Cookies are only added to ``setCookieHeaders`` once the store accepted the record, so a
+    /// failed save never sends a cookie without data behind it.
+    mutating func write(remember: Bool, newState: State?, enforceSameSubject: Bool = true) async throws {
+        let name = remember ? settings.rememberCookieName : settings.cookieName
+        let nameSize = name.utf8.count
+        let previous = remember ? rememberMeta : meta
+        let storage = settings.storage
+
+        var flags = settings.bindFlags
+        if storage != nil { flags.insert(.storage) }
+        if writesForgetFlag { flags.insert(.forget) }
+
+        let sid = settings.random.bytes(32)
+        let now = settings.clock.now()
+        var creationTime = now
+        var rollingOffset = 0
+        if let previous {
+            creationTime = previous.header.creationTime
+            rollingOffset = max(0, now - creationTime)
+            guard rollingOffset <= SessionCookieHeader.maximumRollingOffset else {
+                throw SessionError(.clockOutOfRange, message: "the session's maximum rolling offset is exceeded")
+            }
+        }
+        guard creationTime >= 0, creationTime <= SessionCookieHeader.maximumCreationTime else {
+            throw SessionError(.clockOutOfRange, message: "the clock is outside the cookie's creation time range")
+        }
+
+        if enforceSameSubject, settings.configuration.enforceSameSubject, entries.count > 1 {
+            let current = entries[index]
+            entries.removeAll { $0.subject != current.subject }
+            index = entries.firstIndex { $0.audience == current.audience } ?? 0
+        }
+
+        var plaintext = Self.encodeEntries(entries)
+        let threshold = settings.configuration.compressionThreshold
+        if threshold != 0, plaintext.count > threshold {
+            let deflated = RawDeflate.deflate(plaintext)
+            if deflated.count < plaintext.count {
+                flags.insert(.deflate)
+                plaintext = deflated
+            }
+        }
+        let dataSize = SessionCookieHeader.base64Size(plaintext.count)
+        let chunks: Int
+        if storage != nil {
+            guard dataSize <= SessionCookieHeader.maximumDataSize else {
+                throw SessionError(.dataTooLarge, message: "the session data exceeds the maximum data size")
+            }
+            chunks = 1
+        } else {
+            guard let count = SessionSettings.chunkCount(nameSize: nameSize, dataSize: dataSize) else {
+                throw SessionError(.cookieTooLarge, message: "the session data does not fit into \(SessionSettings.maximumCookies) cookies")
+            }
+            chunks = count
+        }
+
+        var header = SessionCookieHeader(
+            flags: flags,
+            sid: sid,
+            creationTime: creationTime,
+            rollingOffset: rollingOffset,
+            dataSize: dataSize
+        )
+        let key = settings.key
+        let (aesKey, nonce) = SessionCrypto.encryptionKey(key, sid: sid, iterations: remember ? settings.rememberIterations : nil)
+        let sealed: AES.GCM.SealedBox
+        do {
+            sealed = try AES.GCM.seal(plaintext, using: aesKey, nonce: nonce, authenticating: header.additionalData)
+        } catch {
+            throw SessionError(.invalidState, message: "unable to encrypt the session data", underlying: error)
+        }
+        header.tag = Array(sealed.tag)
+        header.mac = SessionCrypto.mac(key, sid: sid, message: macMessage(header))
+        let headerText = header.encoded
+        let payload = Base64URL.encode(sealed.ciphertext)
+
+        var attributes = settings.cookieAttributes
+        if remember {
+            var maxAge = settings.rememberRollingTimeout
+            if maxAge == 0 || maxAge > SessionSettings.maximumTTL { maxAge = SessionSettings.maximumTTL }
+            attributes += "; Expires=\(HTTPDate.format(now + maxAge)); Max-Age=\(maxAge)"
+        }
+
+        var cookies: [(name: String, value: String)] = []
+        var initialChunk: String?
+        var storedCiphertext: String?
+        if storage != nil {
+            storedCiphertext = payload
+            cookies.append((name, "\(name)=\(headerText)\(attributes)"))
+        } else if chunks == 1 {
+            initialChunk = payload
+            cookies.append((name, "\(name)=\(headerText)\(payload)\(attributes)"))
+        } else {
+            let characters = Array(payload.utf8)
+            let firstSize = SessionSettings.maximumCookieSize - SessionCookieHeader.encodedSize - nameSize - 1
+            let first = String(decoding: characters.prefix(firstSize), as: UTF8.self)
+            initialChunk = first
+            cookies.append((name, "\(name)=\(headerText)\(first)\(attributes)"))
+            var offset = min(firstSize, characters.count)
+            let chunkSize = SessionSettings.maximumCookieSize - nameSize - 2
+            for chunk in 2...chunks {
+                let end = min(offset + chunkSize, characters.count)
+                let part = String(decoding: characters[offset..<end], as: UTF8.self)
+                offset = end
+                let chunkName = name + String(chunk)
+                cookies.append((chunkName, "\(chunkName)=\(part)\(attributes)"))
+            }
+        }
+
+        if let storage {
+            var parts: [SessionValue] = [.string(payload)]
+            if let info = encodedInfo() { parts.append(.string(info)) }
+            let value = String(decoding: SessionJSON.encode(.array(parts)), as: UTF8.self)
+            let oldKey = previous.map { settings.storageKey(sid: $0.header.sid) }
+            let ttl = settings.storeTTL(remember: remember, currentTime: now, creationTime: creationTime, rollingOffset: rollingOffset)
+            do {
+                try await storage.set(
+                    SessionSetRequest(
+                        name: name,
+                        key: settings.storageKey(sid: sid),
+                        value: value,
+                        ttl: ttl,
+                        currentTime: now,
+                        oldKey: oldKey,
+                        staleTTL: settings.staleTTL,
+                        metadata: storeMetadata(),
+                        remember: remember
+                    )
+                )
+            } catch {
+                throw SessionError(.storageFailed, message: "unable to store the session", underlying: error)
+            }
+        } else if let previous,
+                  let previousChunks = SessionSettings.chunkCount(nameSize: nameSize, dataSize: previous.header.dataSize),
+                  previousChunks > chunks
+        {
+            for chunk in (chunks + 1)...previousChunks {
+                let chunkName = name + String(chunk)
+                cookies.append((chunkName, "\(chunkName)=\(settings.cookieAttributes)\(Self.expireAttributes)"))
+            }
+        }
+
+        for cookie in cookies { setCookie(name: cookie.name, value: cookie.value) }
+        let written = CookieMeta(
+            timestamp: now,
+            header: header,
+            key: key,
+            initialChunk: initialChunk,
+            ciphertext: storedCiphertext
+        )
+        if remember {
+            rememberMeta = written
+        } else {
+            meta = written
+            state = newState ?? .open
+        }
+        settings.logger.debug(
+            "session saved",
+            metadata: ["cookie": "\(remember ? "remember" : "session")", "chunks": "\(chunks)", "deflated": "\(flags.contains(.deflate))"]
+        )
+    }
+}

@@ -1,0 +1,165 @@
+import Crypto
+import SessionStorage
+import Testing
+
+@testable import RestySession
+
+@Suite("Codecs: deflate, JSON, base64url, PBKDF2, header")
+struct CodecTests {
+    // MARK: inflate / deflate
+
+    @Test(arguments: ZlibVectors.all)
+    func inflatesZlibOutput(_ vector: ZlibVectors.Vector) throws {
+        let inflated = try RawInflate.inflate([UInt8](hex: vector.deflatedHex), limit: 1 << 20)
+        #expect(inflated.count == vector.inflatedCount)
+        #expect(SessionCrypto.sha256(inflated).hex == vector.inflatedSHA256)
+        // The output limit is enforced.
+        #expect(throws: RawInflate.Failure.outputLimitExceeded) {
+            try RawInflate.inflate([UInt8](hex: vector.deflatedHex), limit: vector.inflatedCount - 1)
+        }
+    }
+
+    @Test func deflateRoundTrips() throws {
+        var rng = SplitMix64(seed: 42)
+        var inputs: [[UInt8]] = [[], [0], Array("a".utf8), [UInt8](repeating: 7, count: 100_000)]
+        inputs.append((0..<70_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+        // Matches at distances up to the 32 KiB window, and runs longer than 258.
+        let block = (0..<1000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        inputs.append(block + [UInt8](repeating: 1, count: 31_000) + block + [UInt8](repeating: 2, count: 600) + block)
+        for _ in 0..<200 {
+            var input: [UInt8] = []
+            let length = Int(rng.next() % 5000)
+            while input.count < length {
+                if rng.next() % 2 == 0, input.count > 10 {
+                    let start = Int(rng.next() % UInt64(input.count))
+                    let count = min(Int(rng.next() % 300), input.count - start)
+                    input += input[start..<(start + count)]
+                } else {
+                    input += (0..<Int(rng.next() % 20)).map { _ in UInt8(truncatingIfNeeded: rng.next() % 8 + 97) }
+                }
+            }
+            inputs.append(input)
+        }
+        for input in inputs {
+            let deflated = RawDeflate.deflate(input)
+            #expect(try RawInflate.inflate(deflated, limit: input.count) == input)
+        }
+        // Repetitive JSON shrinks a lot.
+        let json = Array(String(repeating: #"{"user":"alice","role":"admin"},"#, count: 100).utf8)
+        #expect(RawDeflate.deflate(json).count < json.count / 10)
+    }
+
+    @Test func inflateRejectsMalformedStreamsWithoutTrapping() throws {
+        // 20 000 mutated and random streams: each inflates or throws, and respects the limit.
+        var rng = SplitMix64(seed: 7)
+        let valid = ZlibVectors.all.map { [UInt8](hex: $0.deflatedHex) }
+        var failures = 0
+        for iteration in 0..<20_000 {
+            var input: [UInt8]
+            switch iteration % 3 {
+            case 0:
+                input = valid[iteration % valid.count]
+                for _ in 0...(rng.next() % 4) {
+                    let bit = Int(rng.next() % UInt64(input.count * 8))
+                    input[bit / 8] ^= 1 << (bit % 8)
+                }
+            case 1:
+                input = Array(valid[iteration % valid.count].prefix(Int(rng.next() % 120)))
+            default:
+                input = (0..<Int(rng.next() % 200)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            }
+            do {
+                let output = try RawInflate.inflate(input, limit: 10_000)
+                #expect(output.count <= 10_000)
+            } catch {
+                failures += 1
+            }
+        }
+        #expect(failures > 10_000)
+        #expect(throws: RawInflate.Failure.self) { try RawInflate.inflate([0x07], limit: 100) }  // block type 3
+        #expect(throws: RawInflate.Failure.storedLengthMismatch) { try RawInflate.inflate([0x01, 0x01, 0x00, 0x00, 0x00], limit: 100) }
+    }
+
+    // MARK: JSON
+
+    @Test func jsonEncodesAsLuaCjsonDoes() {
+        let value: SessionValue = [
+            "s": "a/b \"q\" \\ \n\t\u{01}\u{7F} é 😀",
+            "n": [0, -3, 1.5, 1e300, 123_456_789_012],
+            "b": [true, false, nil],
+            "o": [:],
+        ]
+        let json = String(decoding: SessionJSON.encode(value), as: UTF8.self)
+        #expect(json == #"{"b":[true,false,null],"n":[0,-3,1.5,1e+300,123456789012],"o":{},"s":"a\/b \"q\" \\ \n\t\u0001\u007f é 😀"}"#)
+        #expect(SessionJSON.decode(Array(json.utf8)) == value)
+        #expect(String(decoding: SessionJSON.encode(.number(.infinity)), as: UTF8.self) == "null")
+    }
+
+    @Test func jsonDecodesEscapesAndRejectsMalformedInput() {
+        #expect(SessionJSON.decode(Array(#"["\u00e9\ud83d\ude00", 1E2, -0.5e-1, "\/"]"#.utf8)) == ["é😀", 100, -0.05, "/"])
+        for bad in [
+            "", "[", "[1,]", "{\"a\"}", "{\"a\":}", "01", "1.", "-", "tru", "\"\\x\"", "\"\u{01}\"", "\"\\ud800\"",
+            "\"\\udc00\"", "[1] x", "{1:2}", "nan", "1e", "[\"a\"", "\"\\u12\"",
+        ] {
+            #expect(SessionJSON.decode(Array(bad.utf8)) == nil, "\(bad)")
+        }
+        let deep = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
+        #expect(SessionJSON.decode(Array(deep.utf8)) == nil)
+        let fine = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect(SessionJSON.decode(Array(fine.utf8)) != nil)
+    }
+
+    // MARK: base64url
+
+    @Test func strictBase64RejectsNonCanonicalText() {
+        #expect(StrictBase64URL.decode(Array("AQID".utf8)) == [1, 2, 3])
+        #expect(StrictBase64URL.decode(Array("AQI".utf8)) == [1, 2])
+        #expect(StrictBase64URL.decode(Array("AQJ".utf8)) == nil)  // low bits set
+        #expect(StrictBase64URL.decode(Array("AQ".utf8)) == [1])
+        #expect(StrictBase64URL.decode(Array("AR".utf8)) == nil)
+        #expect(StrictBase64URL.decode(Array("A".utf8)) == nil)
+        #expect(StrictBase64URL.decode(Array("AQ==".utf8)) == nil)
+        #expect(StrictBase64URL.decode(Array("+/8".utf8)) == nil)
+        #expect(StrictBase64URL.decode(Array("-_8".utf8)) == [0xFB, 0xFF])
+    }
+
+    // MARK: PBKDF2, header
+
+    @Test func pbkdf2MatchesRFC7914() {
+        // RFC 7914 §11, PBKDF2-HMAC-SHA256 ("passwd", "salt", c = 1, dkLen = 64).
+        let derived = SessionCrypto.pbkdf2SHA256(password: Array("passwd".utf8), salt: Array("salt".utf8), iterations: 1, count: 64)
+        #expect(derived.hex == "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783")
+        let independent = IndependentDecoder.pbkdf2(password: [1, 2, 3], salt: [4, 5], iterations: 1000, count: 44)
+        #expect(SessionCrypto.pbkdf2SHA256(password: [1, 2, 3], salt: [4, 5], iterations: 1000, count: 44) == independent)
+    }
+
+    @Test func headerRoundTripsAtTheFieldLimits() {
+        var header = SessionCookieHeader(
+            flags: [.storage, .deflate, .bindUserAgent],
+            sid: (0..<32).map { UInt8($0) },
+            creationTime: SessionCookieHeader.maximumCreationTime,
+            rollingOffset: SessionCookieHeader.maximumRollingOffset,
+            dataSize: SessionCookieHeader.maximumDataSize
+        )
+        header.tag = [UInt8](repeating: 0xAB, count: 16)
+        header.idlingOffset = SessionCookieHeader.maximumIdlingOffset
+        header.mac = [UInt8](repeating: 0xCD, count: 16)
+        #expect(header.bytes.count == 82)
+        #expect(header.encoded.count == 110)
+        #expect(SessionCookieHeader(bytes: header.bytes) == header)
+        var wrongType = header.bytes
+        wrongType[0] = 2
+        #expect(SessionCookieHeader(bytes: wrongType) == nil)
+        #expect(SessionCookieHeader(bytes: Array(header.bytes.dropLast())) == nil)
+    }
+
+    @Test func chunkCountsFollowTheOriginal() {
+        #expect(SessionSettings.chunkCount(nameSize: 7, dataSize: 0) == 1)
+        #expect(SessionSettings.chunkCount(nameSize: 7, dataSize: 4096 - 118) == 1)
+        #expect(SessionSettings.chunkCount(nameSize: 7, dataSize: 4096 - 117) == 2)
+        #expect(SessionSettings.chunkCount(nameSize: 7, dataSize: 2 * 4096 - 118 - 9) == 2)
+        #expect(SessionSettings.chunkCount(nameSize: 7, dataSize: 2 * 4096 - 118 - 8) == 3)
+        #expect(SessionSettings.chunkCount(nameSize: 7, dataSize: 9 * 4096 - 118 - 8 * 9) == 9)
+        #expect(SessionSettings.chunkCount(nameSize: 7, dataSize: 9 * 4096 - 118 - 8 * 9 + 1) == nil)
+    }
+}
