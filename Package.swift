@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "RedisSessionStorage", targets: ["RedisSessionStorage"]),
         .library(name: "_MemcachedWire", targets: ["_MemcachedWire"]),
         .library(name: "MemcachedSessionStorage", targets: ["MemcachedSessionStorage"]),
+        .library(name: "PostgresSessionStorage", targets: ["PostgresSessionStorage"]),
         .library(name: "_MySQLWire", targets: ["_MySQLWire"]),
         .library(name: "MySQLSessionStorage", targets: ["MySQLSessionStorage"]),
         .library(name: "RestySession", targets: ["RestySession"]),
@@ -109,6 +110,20 @@ let package = Package(
         ),
 
         // MARK: PostgreSQL
+        .target(
+            name: "PostgresSessionStorage",
+            dependencies: [
+                "SessionStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: MySQL / MariaDB
         .target(
@@ -216,6 +231,18 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresSessionStorageTests",
+            dependencies: [
+                "PostgresSessionStorage",
+                "SessionStorageConformance",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            exclude: ["Vectors"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
