@@ -59,6 +59,24 @@ enum PostgresErrorMapping {
         }
     }
 
+    /// Decodes a row's columns, mapping a decoding failure to `protocolError`.
+    static func decode<each Column: PostgresDecodable>(_ row: PostgresRow, as type: (repeat each Column).Type) throws -> (repeat each Column) {
+        do {
+            return try row.decode(type)
+        } catch {
+            throw map(error, phase: .query)
+        }
+    }
+
+    /// Decodes a row's one column, mapping a decoding failure to `protocolError`.
+    static func decode<Column: PostgresDecodable>(_ row: PostgresRow, as type: Column.Type) throws -> Column {
+        do {
+            return try row.decode(type)
+        } catch {
+            throw map(error, phase: .query)
+        }
+    }
+
     static func poolError(_ error: ConnectionPoolError, lastConnectError: (any Error)?) -> SessionStoreError {
         switch error {
         case .poolShutdown:

@@ -47,11 +47,9 @@ extension PostgresSessionStore {
         /// cannot be reused) and the operation fails with `timeout`.
         public var readTimeout: Duration = .seconds(10)
         /// How long a connection may stay idle in the pool before it is closed (seed
-        /// `keepalive_timeout`; the pool's idle timeout).
+        /// `keepalive_timeout`; the pool's idle timeout). Idle connections are not pinged: a
+        /// connection the server closed is dropped from the pool as soon as the close arrives.
         public var keepaliveTimeout: Duration = .seconds(60)
-        /// How often an idle pooled connection runs `SELECT 1` to detect a dead server early;
-        /// `nil` disables it. Not a seed field.
-        public var keepalivePingInterval: Duration? = .seconds(30)
         /// A name for the connection pool (seed `pool`). Each store has its own pool; the
         /// name is put on the store's log lines as `session_store_pool`.
         public var pool: String?

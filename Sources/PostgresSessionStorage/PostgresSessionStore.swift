@@ -9,7 +9,7 @@ import SessionStorage
 /// The PostgreSQL backend of the storage contract, byte-compatible with lua-resty-session's
 /// `resty.session.postgres` tables.
 ///
-/// Built on postgres-nio: `PostgresConnection`s in postgres-nio's connection pool. Every value
+/// Built on postgres-nio's `PostgresClient` (its connection pool). Every value
 /// is a bound parameter. Times are stored as instants (`to_timestamp(epoch)` into a
 /// `timestamptz` column), so the answer is the same whatever the server's `TimeZone`. Each
 /// `set` is one statement (data-modifying CTEs), hence atomic: the upsert, the rotation of the
@@ -33,7 +33,7 @@ public final class PostgresSessionStore: SessionStore, Service {
     /// The configuration the store was created with.
     public let configuration: Configuration
     private let statements: SQLStatements
-    private let pool: PostgresConnectionPool
+    private let pool: PostgresStoreClient
     private let instrumentation: SessionStoreInstrumentation
     private let logger: Logger
 
@@ -64,12 +64,12 @@ public final class PostgresSessionStore: SessionStore, Service {
         }
         self.logger = logger
         self.instrumentation = SessionStoreInstrumentation(backend: Self.backendName, logger: logger)
-        self.pool = PostgresConnectionPool(
-            connection: try Self.connectionConfiguration(configuration),
+        let settings = try Self.tlsSettings(configuration)
+        self.pool = PostgresStoreClient(
+            client: Self.clientConfiguration(configuration, tls: settings),
+            probe: try Self.connectionConfiguration(configuration, tls: settings),
             poolSize: configuration.poolSize,
             backlog: configuration.backlog,
-            idleTimeout: configuration.keepaliveTimeout,
-            keepAlive: configuration.keepalivePingInterval,
             leaseTimeout: configuration.connectTimeout,
             queryTimeout: configuration.sendTimeout + configuration.readTimeout,
             eventLoopGroup: eventLoopGroup,
@@ -77,11 +77,10 @@ public final class PostgresSessionStore: SessionStore, Service {
         )
     }
 
-    /// Runs the connection pool until the task is cancelled or a graceful shutdown is requested.
+    /// Runs the connection pool (`PostgresClient.run()`) until the task is cancelled or a
+    /// graceful shutdown is requested, then closes every connection and returns. Call it once.
     public func run() async {
-        await cancelWhenGracefulShutdown {
-            await self.pool.run()
-        }
+        await pool.run()
     }
 
     /// Creates the tables and the `exp` index if they do not exist (``schemaSQL`` with the
@@ -89,20 +88,21 @@ public final class PostgresSessionStore: SessionStore, Service {
     /// at once (`CREATE … IF NOT EXISTS` alone can collide; the statements run in one
     /// transaction under an advisory lock).
     public func migrate() async throws {
+        let (statements, lockName) = (statements, "swift-resty-session migrate " + configuration.tableName)
         try await pool.withConnection { connection in
-            _ = try await connection.query("BEGIN", logger: logger).collect()
+            try await connection.execute("BEGIN")
             do {
                 var binds = PostgresBindings()
-                binds.append("swift-resty-session migrate " + configuration.tableName)
-                _ = try await connection.query(
-                    PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(hashtext($1))", binds: binds), logger: logger
-                ).collect()
+                binds.append(lockName)
+                try await connection.execute(PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(hashtext($1))", binds: binds))
                 for statement in statements.migrate {
-                    _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger).collect()
+                    try await connection.execute(PostgresQuery(unsafeSQL: statement))
                 }
-                _ = try await connection.query("COMMIT", logger: logger).collect()
+                try await connection.execute("COMMIT")
             } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger).collect()
+                if !connection.connection.isClosed {
+                    _ = try? await connection.execute("ROLLBACK")
+                }
                 throw error
             }
         }
@@ -159,8 +159,8 @@ public final class PostgresSessionStore: SessionStore, Service {
             let query = PostgresQuery(unsafeSQL: statements.get, binds: binds)
             return try await pool.withConnection { connection in
                 var value: String?
-                for try await data in try await connection.query(query, logger: logger).decode(String?.self) {
-                    value = data
+                for row in try await connection.query(query) {
+                    value = try PostgresErrorMapping.decode(row, as: String?.self)
                 }
                 return value
             }
@@ -201,7 +201,8 @@ public final class PostgresSessionStore: SessionStore, Service {
             let query = PostgresQuery(unsafeSQL: statements.readMetadata, binds: binds)
             return try await pool.withConnection { connection in
                 var result: [String: Int] = [:]
-                for try await (sid, exp) in try await connection.query(query, logger: logger).decode((String, Int64?).self) {
+                for row in try await connection.query(query) {
+                    let (sid, exp) = try PostgresErrorMapping.decode(row, as: (String, Int64?).self)
                     if let exp { result[sid] = Int(exp) }
                 }
                 return result
@@ -224,8 +225,8 @@ public final class PostgresSessionStore: SessionStore, Service {
         let query = PostgresQuery(unsafeSQL: statements.deleteExpired, binds: binds)
         return try await pool.withConnection { connection in
             var deleted = 0
-            for try await count in try await connection.query(query, logger: logger).decode(Int64.self) {
-                deleted = Int(count)
+            for row in try await connection.query(query) {
+                deleted = Int(try PostgresErrorMapping.decode(row, as: Int64.self))
             }
             return deleted
         }
@@ -235,7 +236,7 @@ public final class PostgresSessionStore: SessionStore, Service {
 
     private func execute(_ query: PostgresQuery) async throws {
         try await pool.withConnection { connection in
-            _ = try await connection.query(query, logger: logger).collect()
+            try await connection.execute(query)
         }
     }
 
@@ -250,33 +251,10 @@ public final class PostgresSessionStore: SessionStore, Service {
         }
     }
 
-    static func connectionConfiguration(_ configuration: Configuration) throws -> PostgresConnection.Configuration {
-        var result: PostgresConnection.Configuration
-        if let socket = configuration.socket {
-            result = PostgresConnection.Configuration(
-                unixSocketPath: socket,
-                username: configuration.username,
-                password: configuration.password,
-                database: configuration.database
-            )
-        } else {
-            result = PostgresConnection.Configuration(
-                host: configuration.host,
-                port: configuration.port,
-                username: configuration.username,
-                password: configuration.password,
-                database: configuration.database,
-                tls: try tls(configuration.tls)
-            )
-            result.options.tlsServerName = configuration.tls.serverName
-        }
-        result.options.connectTimeout = TimeAmount(configuration.connectTimeout)
-        result.options.additionalStartupParameters = [("application_name", configuration.application)]
-        return result
-    }
-
-    private static func tls(_ tls: TLS) throws -> PostgresConnection.Configuration.TLS {
-        guard tls.mode != .disable else { return .disable }
+    /// The client's TLS settings; `nil` without TLS.
+    private static func tlsSettings(_ configuration: Configuration) throws -> TLSConfiguration? {
+        let tls = configuration.tls
+        guard tls.mode != .disable, configuration.socket == nil else { return nil }
         var settings = TLSConfiguration.makeClientConfiguration()
         if tls.verify {
             settings.certificateVerification = .fullVerification
@@ -290,12 +268,82 @@ public final class PostgresSessionStore: SessionStore, Service {
         } else {
             settings.certificateVerification = .none
         }
-        let context: NIOSSLContext
-        do {
-            context = try NIOSSLContext(configuration: settings)
-        } catch {
-            throw PostgresErrorMapping.error(.tls, "the TLS settings are unusable", underlying: error)
+        return settings
+    }
+
+    static func clientConfiguration(_ configuration: Configuration, tls settings: TLSConfiguration?) -> PostgresClient.Configuration {
+        var result: PostgresClient.Configuration
+        if let socket = configuration.socket {
+            result = PostgresClient.Configuration(
+                unixSocketPath: socket,
+                username: configuration.username,
+                password: configuration.password,
+                database: configuration.database
+            )
+        } else {
+            let tls: PostgresClient.Configuration.TLS =
+                switch (configuration.tls.mode, settings) {
+                case (.require, let settings?): .require(settings)
+                case (.prefer, let settings?): .prefer(settings)
+                default: .disable
+                }
+            result = PostgresClient.Configuration(
+                host: configuration.host,
+                port: configuration.port,
+                username: configuration.username,
+                password: configuration.password,
+                database: configuration.database,
+                tls: tls
+            )
+            result.options.tlsServerName = configuration.tls.serverName
         }
-        return tls.mode == .require ? .require(context) : .prefer(context)
+        result.options.connectTimeout = configuration.connectTimeout
+        result.options.additionalStartupParameters = [("application_name", configuration.application)]
+        result.options.minimumConnections = 0
+        result.options.maximumConnections = configuration.poolSize
+        result.options.connectionIdleTimeout = configuration.keepaliveTimeout
+        // No keep-alive pings: postgres-nio 1.33.2 runs them with `PostgresConnection.query`,
+        // which never returns when its connection closed just before (see `LeasedConnection`);
+        // a hung ping keeps `run()` from ever returning. A dead connection is noticed when the
+        // server closes it, or by the first statement on it, which then fails with
+        // `connectionClosed`.
+        result.options.keepAliveBehavior = nil
+        return result
+    }
+
+    /// The same settings for one direct connection (the store's diagnosis of connect failures).
+    static func connectionConfiguration(_ configuration: Configuration, tls settings: TLSConfiguration?) throws -> PostgresConnection.Configuration {
+        var result: PostgresConnection.Configuration
+        if let socket = configuration.socket {
+            result = PostgresConnection.Configuration(
+                unixSocketPath: socket,
+                username: configuration.username,
+                password: configuration.password,
+                database: configuration.database
+            )
+        } else {
+            var tls = PostgresConnection.Configuration.TLS.disable
+            if let settings {
+                let context: NIOSSLContext
+                do {
+                    context = try NIOSSLContext(configuration: settings)
+                } catch {
+                    throw PostgresErrorMapping.error(.tls, "the TLS settings are unusable", underlying: error)
+                }
+                tls = configuration.tls.mode == .require ? .require(context) : .prefer(context)
+            }
+            result = PostgresConnection.Configuration(
+                host: configuration.host,
+                port: configuration.port,
+                username: configuration.username,
+                password: configuration.password,
+                database: configuration.database,
+                tls: tls
+            )
+            result.options.tlsServerName = configuration.tls.serverName
+        }
+        result.options.connectTimeout = TimeAmount(configuration.connectTimeout)
+        result.options.additionalStartupParameters = [("application_name", configuration.application)]
+        return result
     }
 }

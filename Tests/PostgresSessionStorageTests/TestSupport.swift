@@ -63,37 +63,31 @@ enum PG {
         return configuration
     }
 
-    /// Runs `body` with a running store (its `run()` in a child task), then stops it.
+    /// Runs `body` with a running store (its `run()` in a child task), then stops it: the run
+    /// task is cancelled and awaited, so nothing of the store outlives the test. The store must
+    /// close every connection and return within 10 seconds.
     static func withStore<R: Sendable>(
         _ configuration: PostgresSessionStore.Configuration,
         migrate: Bool = true,
         _ body: @Sendable (PostgresSessionStore) async throws -> R
     ) async throws -> R {
         let store = try PostgresSessionStore(configuration: configuration, logger: logger)
-        // The store runs in a task of its own: at the end it is cancelled and given 10 s to
-        // finish. A pool that does not finish shutting down (seen intermittently with
-        // postgres-nio 1.33.2's pool, see PostgresConnectionPool.run) must not hang the test run;
-        // the pool's task is left behind instead.
-        let running = Task { await store.run() }
-        defer { running.cancel() }
-        do {
-            if migrate { try await Migrations.shared.ensure(store, key: configuration.migrationKey) }
-            let result = try await body(store)
-            await stop(running)
-            return result
-        } catch {
-            await stop(running)
-            throw error
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await store.run() }
+            let result: Result<R, any Error>
+            do {
+                if migrate { try await Migrations.shared.ensure(store, key: configuration.migrationKey) }
+                result = .success(try await body(store))
+            } catch {
+                result = .failure(error)
+            }
+            group.cancelAll()
+            let start = ContinuousClock.now
+            try await group.waitForAll()
+            let shutdown = ContinuousClock.now - start
+            #expect(shutdown < .seconds(10), "the store took \(shutdown) to shut down")
+            return try result.get()
         }
-    }
-
-    /// Cancels the store's task and waits for it for at most 10 seconds.
-    private static func stop(_ running: Task<Void, Never>) async {
-        running.cancel()
-        let done = TeardownSignal()
-        Task { await running.value; done.signal() }
-        Task { try? await Task.sleep(for: .seconds(10)); done.signal() }
-        await done.wait()
     }
 
     /// A raw connection for checks behind the store's back: as `PG_USER` over TCP, or as the
@@ -281,36 +275,5 @@ final class ManualClock: Clock, Sendable {
     /// Waits (yielding) until someone sleeps on the clock.
     func waitForSleeper() async {
         while sleeperCount == 0 { await Task.yield() }
-    }
-}
-
-/// Resumes one waiter on the first of several signals.
-final class TeardownSignal: @unchecked Sendable {
-    // @unchecked: state guarded by `lock`.
-    private let lock = NSLock()
-    private var signalled = false
-    private var continuation: CheckedContinuation<Void, Never>?
-
-    func signal() {
-        lock.lock()
-        let waiting = continuation
-        continuation = nil
-        let first = !signalled
-        signalled = true
-        lock.unlock()
-        if first { waiting?.resume() }
-    }
-
-    func wait() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            lock.lock()
-            if signalled {
-                lock.unlock()
-                continuation.resume()
-            } else {
-                self.continuation = continuation
-                lock.unlock()
-            }
-        }
     }
 }
