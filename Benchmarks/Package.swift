@@ -22,6 +22,7 @@ let package = Package(
             dependencies: [
                 .product(name: "SessionStorage", package: rootPackage),
                 .product(name: "MemcachedSessionStorage", package: rootPackage),
+                .product(name: "PostgresSessionStorage", package: rootPackage),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],

@@ -176,9 +176,13 @@ struct LeasedConnection: Sendable {
         let connection = self.connection
         let timer = eventLoop.scheduleTask(deadline: deadline) {
             guard settled.settle() else { return }
-            outcome.fail(PostgresErrorMapping.error(
-                .timeout, "the statement did not complete within the send and read timeouts; the connection was closed"))
+            // Fail only once the channel is closed, so the pool has dropped the connection
+            // before the lease is handed back.
             let _: EventLoopFuture<Void> = connection.close()
+            connection.closeFuture.whenComplete { _ in
+                outcome.fail(PostgresErrorMapping.error(
+                    .timeout, "the statement did not complete within the send and read timeouts; the connection was closed"))
+            }
         }
         connection.query(query, logger: logger).whenComplete { result in
             guard settled.settle() else { return }

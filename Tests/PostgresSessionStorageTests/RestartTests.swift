@@ -147,7 +147,15 @@ struct PostgresRestartTests {
                 }
                 try await server.crash()
                 phase.set(1)
-                try await Task.sleep(for: .seconds(3))
+                // Down for at least 3 s, and until 6 operations ran from start to end while it
+                // was (each waits up to the connect timeout), 20 s at most.
+                let downSince = ContinuousClock.now
+                while ContinuousClock.now - downSince < .seconds(3)
+                    || (ContinuousClock.now - downSince < .seconds(20)
+                        && outcomes.all.filter({ $0.phase == 1 && $0.endPhase == 1 }).count < 6)
+                {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
                 try await server.start()
                 phase.set(2)
                 let deadline = ContinuousClock.now + .seconds(20)

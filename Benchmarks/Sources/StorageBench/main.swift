@@ -1,6 +1,7 @@
 import Foundation
 import Histogram
 import MemcachedSessionStorage
+import PostgresSessionStorage
 import SessionStorage
 
 // storage-bench: a mixed get / set / rotate / readMetadata load with N concurrent tasks against
@@ -67,7 +68,7 @@ struct Options {
             case "--help", "-h":
                 print(
                     """
-                    usage: storage-bench [--backend memory|memory-zone|hummingbird-memory|memcached]
+                    usage: storage-bench [--backend memory|memory-zone|hummingbird-memory|memcached|postgres]
                                          [--host H] [--port P] [--pool-size N] [--numeric-keys]
                                          [--user U] [--password P] [--database D]
                     --numeric-keys: keys are the index zero-padded to 43 digits (pgbench's keys) [--tasks N] [--seconds S]
@@ -95,6 +96,16 @@ func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () as
         configuration.poolSize = options.poolSize
         let store = try MemcachedSessionStore(configuration: configuration)
         return (StoreTarget(store: store), { try await store.run() })
+    case "postgres":
+        var configuration = PostgresSessionStore.Configuration()
+        configuration.host = options.host
+        configuration.port = options.port ?? 5432
+        configuration.username = options.user
+        configuration.password = options.password
+        configuration.database = options.database
+        configuration.poolSize = options.poolSize
+        let store = try PostgresSessionStore(configuration: configuration)
+        return (StoreTarget(store: store), { await store.run() })
     default:
         return (makeLocalTarget(options), nil)
     }
@@ -134,6 +145,7 @@ struct TaskResult: Sendable {
 let options = Options.parse(CommandLine.arguments)
 let (target, service) = try makeTarget(options)
 let serviceTask = service.map { run in Task { try await run() } }
+if let store = (target as? StoreTarget)?.store as? PostgresSessionStore { try await store.migrate() }
 let keys = (0..<options.keys).map { index in
     if options.numericKeys {
         let digits = String(index + 1)
