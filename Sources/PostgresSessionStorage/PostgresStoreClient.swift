@@ -5,8 +5,8 @@ import PostgresNIO
 import SessionStorage
 import Synchronization
 
-/// postgres-nio's `PostgresClient` (its connection pool, keep-alive and idle timeout), with the
-/// limits of the storage contract on top:
+/// postgres-nio's `PostgresClient` (its connection pool and idle timeout; keep-alive pings off, see
+/// `PostgresSessionStore.clientConfiguration`), with the limits of the storage contract on top:
 ///
 /// - admission: past `poolSize + backlog` operations in flight an operation fails at once with
 ///   `poolExhausted`;
@@ -17,10 +17,14 @@ import Synchronization
 ///   error: a wrong password is `authenticationFailed`, a TLS failure `tls`, a stopped server
 ///   `connectionFailed`;
 /// - the query phase is bounded by the send + read timeouts; when they pass the connection is
-///   closed (its state is unknown) and the operation fails with `timeout`.
+///   closed (its state is unknown) and the operation fails with `timeout`. Every statement goes
+///   through ``LeasedConnection/query(_:)``, which also ends when the connection closes.
 ///
 /// Every operation is structured: its lease and its deadline are two child tasks of the caller,
-/// so nothing outlives the call.
+/// so nothing outlives the call. (One upstream window remains: `ConnectionPool.leaseConnection()`
+/// in postgres-nio 1.33.2 checks for cancellation before it queues its request, so a lease
+/// cancelled in between stays queued until a connection frees up, the circuit breaker trips or
+/// the pool shuts down. The call then returns late, never not at all.)
 final class PostgresStoreClient: Sendable {
     private let client: PostgresClient
     private let diagnosis: ConnectDiagnosis

@@ -81,14 +81,14 @@ struct PostgresSecurityTests {
         var configuration = try PG.tcp()
         let password = "wrong-" + PG.unique("secret")
         configuration.password = password
-        configuration.connectTimeout = .seconds(5)
+        configuration.connectTimeout = .seconds(15)
         try await PG.withStore(configuration, migrate: false) { store in
             let start = ContinuousClock.now
             let error = try await PG.storeError {
                 _ = try await store.get(name: "session", key: SessionStoreConformance.randomKey(), currentTime: 1)
             }
             #expect(error.code == .authenticationFailed)
-            #expect(ContinuousClock.now - start < .seconds(5 + 5 + 5), "the wait, one more attempt, slack for a loaded machine")
+            #expect(ContinuousClock.now - start < .seconds(15 + 15 + 5), "the wait, one more attempt, slack for a loaded machine")
             #expect(error.serverMessage?.contains("password authentication failed") == true)
             #expect(!error.description.contains(password))
             #expect(!error.description.contains(try PG.env("PG_PASSWORD")))
@@ -106,7 +106,7 @@ struct PostgresSecurityTests {
         configuration.ssl = true
         configuration.sslRequired = true
         configuration.sslVerify = false
-        configuration.connectTimeout = .seconds(5)
+        configuration.connectTimeout = .seconds(15)
         try await PG.withStore(configuration, migrate: false) { store in
             let error = try await PG.storeError {
                 _ = try await store.get(name: "session", key: SessionStoreConformance.randomKey(), currentTime: 1)
@@ -130,7 +130,7 @@ struct PostgresSecurityTests {
     func unknownCA() async throws {
         var configuration = try PG.tcp()
         configuration.tls = .require(verify: true, caFile: try PG.env("TLS_UNKNOWN_CA_FILE"))
-        configuration.connectTimeout = .seconds(5)
+        configuration.connectTimeout = .seconds(15)
         try await PG.withStore(configuration, migrate: false) { store in
             let error = try await PG.storeError {
                 _ = try await store.get(name: "session", key: SessionStoreConformance.randomKey(), currentTime: 1)

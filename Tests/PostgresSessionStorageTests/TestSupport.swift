@@ -76,7 +76,7 @@ enum PG {
             group.addTask { await store.run() }
             let result: Result<R, any Error>
             do {
-                if migrate { try await Migrations.shared.ensure(store, key: configuration.migrationKey) }
+                if migrate { try await Migrations.shared.ensure(configuration) }
                 result = .success(try await body(store))
             } catch {
                 result = .failure(error)
@@ -193,15 +193,24 @@ extension PostgresSessionStore.Configuration {
     var migrationKey: String { "\(port)/\(database ?? "")/\(tableName)/\(tableNameMeta)" }
 }
 
-/// `CREATE TABLE IF NOT EXISTS` can still collide when two sessions run it at the same time:
-/// each pair of tables is created once per run.
+/// Each pair of tables is created once per run, by a store of its own with generous timeouts
+/// (not by the first test's store, whose timeouts may be a test's deliberately short ones).
 actor Migrations {
     static let shared = Migrations()
     private var done: [String: Task<Void, any Error>] = [:]
 
-    func ensure(_ store: PostgresSessionStore, key: String) async throws {
+    func ensure(_ configuration: PostgresSessionStore.Configuration) async throws {
+        let key = configuration.migrationKey
         if let task = done[key] { return try await task.value }
-        let task = Task { try await store.migrate() }
+        var settings = configuration
+        settings.connectTimeout = .seconds(60)
+        settings.sendTimeout = .seconds(30)
+        settings.readTimeout = .seconds(30)
+        settings.poolSize = 1
+        settings.backlog = nil
+        let task = Task { [settings] in
+            try await PG.withStore(settings, migrate: false) { store in try await store.migrate() }
+        }
         done[key] = task
         do {
             try await task.value
