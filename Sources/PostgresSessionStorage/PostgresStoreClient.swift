@@ -12,9 +12,11 @@ import Synchronization
 ///   `poolExhausted`;
 /// - the wait for a pooled connection is bounded by the connect timeout. `PostgresClient` keeps
 ///   a caller queued while its connection attempts fail until its circuit breaker trips (60 s),
-///   and never says why; so when the wait times out, or the breaker is open, the store connects
-///   once itself (one attempt shared by every caller that needs it) and reports that attempt's
-///   error: a wrong password is `authenticationFailed`, a TLS failure `tls`, a stopped server
+///   and never says why; so a caller that has waited a third of the connect timeout (2 s at
+///   most) while no lease succeeded lately, or whose wait times out, or who meets the open
+///   breaker, has the store connect once itself (one attempt shared by every caller that needs
+///   it, remembered for a second) and fails with that attempt's error when waiting will not cure
+///   it: a wrong password is `authenticationFailed`, a TLS failure `tls`, a stopped server
 ///   `connectionFailed`;
 /// - the query phase is bounded by the send + read timeouts; when they pass the connection is
 ///   closed (its state is unknown) and the operation fails with `timeout`. Every statement goes
@@ -29,6 +31,7 @@ final class PostgresStoreClient: Sendable {
     private let client: PostgresClient
     private let diagnosis: ConnectDiagnosis
     private let inFlight = Atomic<Int>(0)
+    private let leases = RecentLeases()
     /// `poolSize + backlog`, or `nil` for an unbounded backlog.
     private let admissionLimit: Int?
     private let leaseTimeout: Duration
@@ -80,12 +83,19 @@ final class PostgresStoreClient: Sendable {
         let queryTimeout = self.queryTimeout
         let logger = self.logger
         let leaseTimeout = self.leaseTimeout
+        let diagnosis = self.diagnosis
+        let leases = self.leases
+        // A caller that has waited this long while no lease succeeded lately asks why at once,
+        // rather than waiting out the whole connect timeout for a wrong password or a server
+        // that is down.
+        let diagnoseAfter = min(.seconds(2), leaseTimeout / 3)
         let outcome = await withTaskGroup(of: Step<Result>.self) { group -> Swift.Result<Result, any Error>? in
             group.addTask {
                 do {
                     let value = try await client.withConnection { connection in
                         // The lease deadline passed first: the caller is gone, hand it back.
                         guard phase.leased() else { throw CancellationError() }
+                        leases.record()
                         return try await Self.run(body, on: connection, deadline: .now() + queryTimeout, logger: logger)
                     }
                     return .finished(.success(value))
@@ -95,10 +105,10 @@ final class PostgresStoreClient: Sendable {
             }
             group.addTask {
                 do {
-                    try await Task.sleep(for: leaseTimeout)
-                    return .leaseDeadline
+                    try await Task.sleep(for: diagnoseAfter)
+                    return .diagnoseNow
                 } catch {
-                    return .deadlineCancelled
+                    return .timerCancelled
                 }
             }
             while let step = await group.next() {
@@ -106,6 +116,24 @@ final class PostgresStoreClient: Sendable {
                 case .finished(let result):
                     group.cancelAll()
                     return result
+                case .diagnoseNow:
+                    group.addTask {
+                        do {
+                            try await Task.sleep(for: leaseTimeout - diagnoseAfter)
+                            return .leaseDeadline
+                        } catch {
+                            return .timerCancelled
+                        }
+                    }
+                    // Leases succeed (the pool is only busy): no need to ask.
+                    guard !leases.recent() else { continue }
+                    group.addTask { .diagnosed(await diagnosis.connectFailure()) }
+                case .diagnosed(let failure):
+                    // A connection attempt fails for a reason that waiting will not cure.
+                    if let failure, ConnectDiagnosis.isDefinite(failure), phase.abandon() {
+                        group.cancelAll()
+                        return .failure(failure)
+                    }
                 case .leaseDeadline:
                     // Still waiting for a connection: give up (cancelling the lease request).
                     // Already leased: the query deadline bounds the rest.
@@ -113,7 +141,7 @@ final class PostgresStoreClient: Sendable {
                         group.cancelAll()
                         return nil
                     }
-                case .deadlineCancelled:
+                case .timerCancelled:
                     continue
                 }
             }
@@ -154,8 +182,10 @@ final class PostgresStoreClient: Sendable {
 
     private enum Step<Value: Sendable>: Sendable {
         case finished(Swift.Result<Value, any Error>)
+        case diagnoseNow
+        case diagnosed(SessionStoreError?)
         case leaseDeadline
-        case deadlineCancelled
+        case timerCancelled
     }
 }
 
@@ -223,6 +253,25 @@ final class Settled: Sendable {
     }
 }
 
+/// When a lease last succeeded: while leases keep succeeding, a caller that waits is waiting for
+/// a busy pool, not for a failing server.
+final class RecentLeases: Sendable {
+    private let last = Atomic<Int64>(Int64.min / 2)
+    private static let window: Int64 = 1_000_000_000
+
+    func record() {
+        last.store(Self.now(), ordering: .relaxed)
+    }
+
+    func recent() -> Bool {
+        Self.now() - last.load(ordering: .relaxed) < Self.window
+    }
+
+    private static func now() -> Int64 {
+        Int64(NIODeadline.now().uptimeNanoseconds)
+    }
+}
+
 /// Who got there first: the pool with a connection, or the lease deadline.
 final class LeasePhase: Sendable {
     private static let waiting = 0
@@ -269,6 +318,17 @@ final class ConnectDiagnosis: Sendable {
         let failure = await attempt()
         if let failure { return failure }
         return PostgresErrorMapping.error(.timeout, reason + " (is run() running?)")
+    }
+
+    /// The error of a connection attempt (shared, remembered for a second), `nil` when it
+    /// succeeds.
+    func connectFailure() async -> SessionStoreError? {
+        await attempt()
+    }
+
+    /// Errors that waiting for the pool will not cure: the caller fails at once with them.
+    static func isDefinite(_ error: SessionStoreError) -> Bool {
+        [.authenticationFailed, .tls, .connectionFailed].contains(error.code)
     }
 
     private func attempt() async -> SessionStoreError? {
