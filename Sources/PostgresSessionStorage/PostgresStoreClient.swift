@@ -369,9 +369,14 @@ final class ConnectDiagnosis: Sendable {
                 if let known { continuation.resume(returning: known) }
             }
         case .probe:
-            let error = await probe()
+            var error = await probe()
+            // The attempt runs in the task of the caller that started it: when that caller is
+            // cancelled (its lease came through), the attempt is cut short and says nothing
+            // about the server. It is then neither remembered nor passed on.
+            let cancelled = Task.isCancelled
+            if cancelled { error = nil }
             let waiters = state.withLock { state -> [CheckedContinuation<SessionStoreError?, Never>] in
-                defer { state = .known(error, at: ContinuousClock.now) }
+                defer { state = cancelled ? .idle : .known(error, at: ContinuousClock.now) }
                 if case .probing(let waiters) = state { return waiters }
                 return []
             }
