@@ -10,9 +10,7 @@ struct PostgresLeasedConnectionTests {
     func closedConnection() async throws -> PostgresConnection {
         let connection = try await PostgresConnection.connect(
             on: PostgresClient.defaultEventLoopGroup.any(),
-            configuration: .init(
-                host: try PG.env("PG_HOST"), port: Int(try PG.env("PG_PORT"))!, username: try PG.env("PG_USER"),
-                password: try PG.env("PG_PASSWORD"), database: try PG.env("PG_DATABASE"), tls: .disable),
+            configuration: try PG.plainConfiguration(),
             id: 7,
             logger: PG.logger
         )
@@ -35,9 +33,7 @@ struct PostgresLeasedConnectionTests {
     func deadline() async throws {
         let connection = try await PostgresConnection.connect(
             on: PostgresClient.defaultEventLoopGroup.any(),
-            configuration: .init(
-                host: try PG.env("PG_HOST"), port: Int(try PG.env("PG_PORT"))!, username: try PG.env("PG_USER"),
-                password: try PG.env("PG_PASSWORD"), database: try PG.env("PG_DATABASE"), tls: .disable),
+            configuration: try PG.plainConfiguration(),
             id: 8,
             logger: PG.logger
         )

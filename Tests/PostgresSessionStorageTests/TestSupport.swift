@@ -98,7 +98,7 @@ enum PG {
         port: Int? = nil,
         _ body: (PostgresConnection) async throws -> R
     ) async throws -> R {
-        let configuration: PostgresConnection.Configuration
+        var configuration: PostgresConnection.Configuration
         let port = if let port { port } else { Int(try env("PG_PORT"))! }
         if superuser {
             configuration = PostgresConnection.Configuration(
@@ -117,6 +117,8 @@ enum PG {
                 tls: .disable
             )
         }
+        // Generous: the helpers must not fail where a loaded machine is slow to connect.
+        configuration.options.connectTimeout = .seconds(60)
         let connection = try await PostgresConnection.connect(
             on: PostgresClient.defaultEventLoopGroup.any(),
             configuration: configuration,
@@ -131,6 +133,15 @@ enum PG {
             try? await connection.close()
             throw error
         }
+    }
+
+    /// `PG_USER` over TCP without TLS, with a generous connect timeout.
+    static func plainConfiguration() throws -> PostgresConnection.Configuration {
+        var configuration = PostgresConnection.Configuration(
+            host: try env("PG_HOST"), port: Int(try env("PG_PORT"))!, username: try env("PG_USER"),
+            password: try env("PG_PASSWORD"), database: try env("PG_DATABASE"), tls: .disable)
+        configuration.options.connectTimeout = .seconds(60)
+        return configuration
     }
 
     /// One row of a sessions table as the interop vectors dump it.
