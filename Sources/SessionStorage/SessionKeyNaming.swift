@@ -19,25 +19,24 @@ public struct SessionKeyNaming: Sendable, Hashable {
 
     /// The key of a session record: `[prefix:]name:key[:suffix]`.
     public func recordKey(name: String, key: String) -> String {
-        join([name, key])
+        var result = String()
+        result.reserveCapacity((prefix?.utf8.count ?? 0) + name.utf8.count + key.utf8.count + (suffix?.utf8.count ?? 0) + 3)
+        if let prefix {
+            result.append(prefix)
+            result.append(":")
+        }
+        result.append(name)
+        result.append(":")
+        result.append(key)
+        if let suffix {
+            result.append(":")
+            result.append(suffix)
+        }
+        return result
     }
 
     /// The key of an (audience, subject) index: `[prefix:]name:audience:subject[:suffix]`.
     public func indexKey(name: String, audience: String, subject: String) -> String {
-        join([name, audience, subject])
-    }
-
-    private func join(_ middle: [String]) -> String {
-        var result = ""
-        if let prefix {
-            result += prefix
-            result += ":"
-        }
-        result += middle.joined(separator: ":")
-        if let suffix {
-            result += ":"
-            result += suffix
-        }
-        return result
+        recordKey(name: name, key: audience + ":" + subject)
     }
 }

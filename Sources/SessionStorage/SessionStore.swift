@@ -177,8 +177,17 @@ public enum SessionStoreValidation {
         guard !key.isEmpty else {
             throw SessionStoreError(.invalidArgument, message: "key must not be empty")
         }
-        guard !key.utf8.contains(where: { $0 == UInt8(ascii: ";") || $0 == UInt8(ascii: ":") }) else {
+        guard !containsSeparator(key) else {
             throw SessionStoreError(.invalidArgument, message: "key must not contain ';' or ':'")
+        }
+    }
+
+    @inline(__always)
+    private static func containsSeparator(_ key: String) -> Bool {
+        var key = key
+        return key.withUTF8 { bytes in
+            for byte in bytes where byte == UInt8(ascii: ";") || byte == UInt8(ascii: ":") { return true }
+            return false
         }
     }
 

@@ -7,6 +7,15 @@ public enum SessionStoreOperation: String, Sendable, Hashable, CaseIterable {
     case get
     case delete
     case readMetadata = "read_metadata"
+
+    var index: Int {
+        switch self {
+        case .set: 0
+        case .get: 1
+        case .delete: 2
+        case .readMetadata: 3
+        }
+    }
 }
 
 /// The metadata keys this project's storages put on log lines.
@@ -34,9 +43,16 @@ public struct SessionStoreInstrumentation: Sendable {
     public let backend: String
     /// The logger operations log to.
     public let logger: Logger
-    private let counters: [SessionStoreOperation: Counter]
-    private let timers: [SessionStoreOperation: Metrics.Timer]
+    private let counters: [Counter]
+    private let timers: [Metrics.Timer]
     private let factory: any MetricsFactory
+    /// False when metrics go nowhere (no `MetricsSystem` bootstrapped): then nothing is timed.
+    @usableFromInline
+    let measures: Bool
+    /// Whether the logger logs at `debug`, read once when the store is created: the log level
+    /// is not consulted per operation.
+    @usableFromInline
+    let logsDebug: Bool
 
     /// Creates the metrics of a backend.
     /// - Parameter metricsFactory: where metrics go; the process-wide `MetricsSystem` by default.
@@ -47,16 +63,18 @@ public struct SessionStoreInstrumentation: Sendable {
         var logger = logger
         logger[metadataKey: SessionLoggingKeys.backend] = .string(backend)
         self.logger = logger
-        var counters: [SessionStoreOperation: Counter] = [:]
-        var timers: [SessionStoreOperation: Metrics.Timer] = [:]
-        for operation in SessionStoreOperation.allCases {
-            let dimensions = [("backend", backend), ("operation", operation.rawValue)]
-            counters[operation] = Counter(label: "session_store_operations_total", dimensions: dimensions, factory: factory)
-            timers[operation] = Metrics.Timer(
-                label: "session_store_operation_duration", dimensions: dimensions, factory: factory)
+        self.measures = !(factory is NOOPMetricsHandler)
+        self.logsDebug = logger.logLevel <= .debug
+        self.counters = SessionStoreOperation.allCases.map { operation in
+            Counter(
+                label: "session_store_operations_total",
+                dimensions: [("backend", backend), ("operation", operation.rawValue)], factory: factory)
         }
-        self.counters = counters
-        self.timers = timers
+        self.timers = SessionStoreOperation.allCases.map { operation in
+            Metrics.Timer(
+                label: "session_store_operation_duration",
+                dimensions: [("backend", backend), ("operation", operation.rawValue)], factory: factory)
+        }
     }
 
     /// Runs one operation, counting and timing it, and maps unknown errors to
@@ -66,11 +84,11 @@ public struct SessionStoreInstrumentation: Sendable {
         _ operation: SessionStoreOperation,
         _ body: () async throws -> T
     ) async throws -> T {
-        let start = ContinuousClock.now
-        self.started(operation)
+        let start = measures ? ContinuousClock.now : nil
+        if measures || logsDebug { self.started(operation) }
         do {
             let result = try await body()
-            self.finished(operation, start: start)
+            if let start { self.finished(operation, start: start) }
             return result
         } catch {
             throw self.failed(operation, start: start, error: error)
@@ -79,18 +97,19 @@ public struct SessionStoreInstrumentation: Sendable {
 
     @usableFromInline
     func started(_ operation: SessionStoreOperation) {
-        counters[operation]?.increment()
+        if measures { counters[operation.index].increment() }
+        guard logsDebug else { return }
         logger.debug("session store operation", metadata: [SessionLoggingKeys.operation: .string(operation.rawValue)])
     }
 
     @usableFromInline
     func finished(_ operation: SessionStoreOperation, start: ContinuousClock.Instant) {
-        timers[operation]?.recordNanoseconds(Self.nanoseconds(ContinuousClock.now - start))
+        timers[operation.index].recordNanoseconds(Self.nanoseconds(ContinuousClock.now - start))
     }
 
     @usableFromInline
-    func failed(_ operation: SessionStoreOperation, start: ContinuousClock.Instant, error: any Error) -> SessionStoreError {
-        finished(operation, start: start)
+    func failed(_ operation: SessionStoreOperation, start: ContinuousClock.Instant?, error: any Error) -> SessionStoreError {
+        if let start { finished(operation, start: start) }
         var typed: SessionStoreError
         if let error = error as? SessionStoreError {
             typed = error

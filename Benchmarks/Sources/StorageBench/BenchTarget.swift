@@ -54,3 +54,23 @@ struct HummingbirdMemoryTarget: BenchTarget {
 
     func readMetadata(audience: String, subject: String, now: Int) async throws -> Int { 0 }
 }
+
+/// The memory zone alone, without the store's validation, naming and instrumentation: shows
+/// what the store layer costs on top of the zone.
+struct ZoneTarget: BenchTarget {
+    let zone = MemoryZone(name: "bench-zone", capacity: 512 << 20)
+
+    func set(key: String, value: String, ttl: Int, now: Int) async throws {
+        try zone.set("session:" + key, value: value, expiresAt: now + ttl, now: now)
+    }
+
+    func get(key: String, now: Int) async throws -> String? {
+        zone.get("session:" + key, now: now)
+    }
+
+    func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws {
+        try zone.set("session:" + key, value: value, expiresAt: now + ttl, now: now)
+    }
+
+    func readMetadata(audience: String, subject: String, now: Int) async throws -> Int { 0 }
+}

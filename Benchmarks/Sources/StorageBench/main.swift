@@ -71,6 +71,8 @@ func makeTarget(_ options: Options) -> any BenchTarget {
     switch options.backend {
     case "memory":
         return StoreTarget(store: MemorySessionStore(configuration: .init(zone: "bench", capacity: 512 << 20)))
+    case "memory-zone":
+        return ZoneTarget()
     case "hummingbird-memory":
         return HummingbirdMemoryTarget()
     default:
@@ -114,6 +116,10 @@ func runLoad(seconds: Double, record: Bool) async -> [TaskResult] {
         for taskIndex in 0..<options.tasks {
             group.addTask {
                 var result = TaskResult()
+                // Each task has its own copies, as requests carrying their own cookies and data
+                // would: no string storage is shared (and reference-counted) across cores.
+                let keys = keys.map { String(decoding: Array($0.utf8), as: UTF8.self) }
+                let value = String(decoding: Array(value.utf8), as: UTF8.self)
                 var random = FastRandom(state: 0x9E37_79B9_7F4A_7C15 &+ UInt64(taskIndex) &* 0x1234_5678_9ABC_DEF1)
                 let clock = ContinuousClock()
                 var rotations = 0
@@ -160,9 +166,17 @@ func runLoad(seconds: Double, record: Bool) async -> [TaskResult] {
 }
 
 if options.warmup > 0 { _ = await runLoad(seconds: options.warmup, record: false) }
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+let cpuStart = cpuSeconds()
 let started = ContinuousClock.now
 let results = await runLoad(seconds: options.seconds, record: true)
 let elapsed = started.duration(to: .now)
+let cpuUsed = cpuSeconds() - cpuStart
 var merged = TaskResult()
 for result in results {
     merged.histogram.add(result.histogram)
@@ -172,11 +186,13 @@ for result in results {
 let (secs, atto) = elapsed.components
 let seconds = Double(secs) + Double(atto) / 1e18
 let opsPerSecond = Double(merged.operations) / seconds
+let histogram = merged.histogram
 func micros(_ percentile: Double) -> String {
-    String(format: "%.1f", Double(merged.histogram.valueAtPercentile(percentile)) / 1000)
+    String(format: "%.1f", Double(histogram.valueAtPercentile(percentile)) / 1000)
 }
 let label = options.label ?? "\(options.backend)-t\(options.tasks)"
 print(
     "RESULT label=\(label) backend=\(options.backend) tasks=\(options.tasks) ops=\(merged.operations) "
         + "seconds=\(String(format: "%.2f", seconds)) ops_per_sec=\(Int(opsPerSecond)) "
-        + "p50_us=\(micros(50)) p99_us=\(micros(99)) p999_us=\(micros(99.9)) errors=\(merged.errors)")
+        + "p50_us=\(micros(50)) p99_us=\(micros(99)) p999_us=\(micros(99.9)) errors=\(merged.errors) "
+        + "cpu_ns_per_op=\(Int(cpuUsed * 1e9 / Double(max(merged.operations, 1))))")

@@ -12,7 +12,10 @@ import Synchronization
 /// The zone is split into shards, each with its own lock and LRU list, so operations on
 /// different keys scale across cores. An entry must fit into one shard:
 /// ``maximumEntrySize`` is `capacity / shardCount` (shards are at least 2 MiB, at most 16 of them).
-public final class MemoryZone: Sendable {
+public final class MemoryZone: @unchecked Sendable {
+    // @unchecked: the shard states live in a buffer owned by the zone (allocated in init, freed
+    // in deinit, never reallocated); each is only ever accessed through its own Mutex. The buffer
+    // avoids a class object per shard, whose reference counting cores would contend on.
     /// The zone's name.
     public let name: String
     /// The capacity in bytes.
@@ -22,8 +25,10 @@ public final class MemoryZone: Sendable {
     /// Bytes charged per entry on top of its key and value.
     public static let entryOverhead = 64
 
-    private let shards: [MemoryZoneShard]
+    private let shards: UnsafeMutablePointer<Mutex<MemoryZoneShardState>>
     private let shardMask: Int
+    /// The number of shards.
+    public let shardCount: Int
 
     private static let registry = Mutex<[String: MemoryZone]>([:])
 
@@ -47,15 +52,32 @@ public final class MemoryZone: Sendable {
         while count < 16 && capacity / (count * 2) >= 2 << 20 { count *= 2 }
         self.shardMask = count - 1
         self.maximumEntrySize = capacity / count
-        self.shards = (0..<count).map { _ in MemoryZoneShard(budget: capacity / count) }
+        self.shardCount = count
+        self.shards = .allocate(capacity: count)
+        for index in 0..<count {
+            (shards + index).initialize(to: Mutex(MemoryZoneShardState(budget: capacity / count)))
+        }
     }
 
-    /// The number of shards.
-    public var shardCount: Int { shards.count }
+    deinit {
+        shards.deinitialize(count: shardCount)
+        shards.deallocate()
+    }
 
     @inline(__always)
-    private func shard(_ key: String) -> MemoryZoneShard {
-        shards[key.hashValue & shardMask]
+    private func shard(_ key: String) -> UnsafeMutablePointer<Mutex<MemoryZoneShardState>> {
+        guard shardMask != 0 else { return shards }
+        // FNV-1a over the last 16 bytes: session ids and subjects differ there, and the
+        // dictionary inside the shard hashes the whole key again anyway.
+        var key = key
+        let hash = key.withUTF8 { bytes -> UInt64 in
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in bytes.suffix(16) {
+                hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+            }
+            return hash ^ UInt64(bytes.count)
+        }
+        return shards + (Int(truncatingIfNeeded: hash >> 32) & shardMask)
     }
 
     private func checkSize(key: String, value: String) throws {
@@ -71,31 +93,31 @@ public final class MemoryZone: Sendable {
 
     /// The value of `key`, or `nil` when absent or expired at `now`.
     public func get(_ key: String, now: Int) -> String? {
-        shard(key).state.withLock { $0.get(key, now: now) }
+        shard(key).pointee.withLock { $0.get(key, now: now) }
     }
 
     /// Stores `value` under `key` until `expiresAt` (exclusive), evicting LRU entries if needed.
     public func set(_ key: String, value: String, expiresAt: Int, now: Int) throws {
         try checkSize(key: key, value: value)
-        shard(key).state.withLock { $0.set(key, value: value, expiresAt: expiresAt, now: now) }
+        shard(key).pointee.withLock { $0.set(key, value: value, expiresAt: expiresAt, now: now) }
     }
 
     /// Removes `key`; returns whether it was there.
     @discardableResult
     public func delete(_ key: String) -> Bool {
-        shard(key).state.withLock { $0.delete(key) }
+        shard(key).pointee.withLock { $0.delete(key) }
     }
 
     /// Moves the expiry of `key` to `expiresAt` only when that is sooner than its current expiry
     /// (never lengthens). Returns whether the entry exists.
     @discardableResult
     public func expireNoLater(_ key: String, expiresAt: Int, now: Int) -> Bool {
-        shard(key).state.withLock { $0.expireNoLater(key, expiresAt: expiresAt, now: now) }
+        shard(key).pointee.withLock { $0.expireNoLater(key, expiresAt: expiresAt, now: now) }
     }
 
     /// The absolute expiry of `key`, or `nil` when absent or expired.
     public func expiry(of key: String, now: Int) -> Int? {
-        shard(key).state.withLock { $0.expiry(of: key, now: now) }
+        shard(key).pointee.withLock { $0.expiry(of: key, now: now) }
     }
 
     /// Atomically appends index entries (`KEY:EXP;` / `KEY;`, see ``SessionIndexCodec``) to the
@@ -104,7 +126,7 @@ public final class MemoryZone: Sendable {
     /// append is ever lost.
     public func appendIndex(_ key: String, entries: String, latestExpiry: Int, now: Int) throws {
         try checkSize(key: key, value: entries)
-        try shard(key).state.withLock { state in
+        try shard(key).pointee.withLock { state in
             try state.appendIndex(key, entries: entries, latestExpiry: latestExpiry, now: now, limit: maximumEntrySize)
         }
     }
@@ -113,33 +135,28 @@ public final class MemoryZone: Sendable {
     @discardableResult
     public func sweep(now: Int) -> Int {
         var removed = 0
-        for shard in shards {
-            removed += shard.state.withLock { $0.sweep(now: now) }
+        for index in 0..<shardCount {
+            removed += (shards + index).pointee.withLock { $0.sweep(now: now) }
         }
         return removed
     }
 
     /// Bytes in use (keys, values and overhead).
     public var usedBytes: Int {
-        shards.reduce(0) { total, shard in total + shard.state.withLock { $0.usedBytes } }
+        (0..<shardCount).reduce(0) { total, index in total + (shards + index).pointee.withLock { $0.usedBytes } }
     }
 
     /// The number of entries, expired ones not yet reclaimed included.
     public var count: Int {
-        shards.reduce(0) { total, shard in total + shard.state.withLock { $0.map.count } }
+        (0..<shardCount).reduce(0) { total, index in total + (shards + index).pointee.withLock { $0.map.count } }
     }
 
     /// Removes every entry.
     public func removeAll() {
-        for shard in shards {
-            shard.state.withLock { $0 = MemoryZoneShardState(budget: $0.budget) }
+        for index in 0..<shardCount {
+            (shards + index).pointee.withLock { $0 = MemoryZoneShardState(budget: $0.budget) }
         }
     }
-}
-
-final class MemoryZoneShard: Sendable {
-    let state: Mutex<MemoryZoneShardState>
-    init(budget: Int) { state = Mutex(MemoryZoneShardState(budget: budget)) }
 }
 
 /// One shard: a hash map into an array of nodes forming a doubly linked LRU list

@@ -1,1 +1,0 @@
-// Placeholder: this target is built in its own issue.

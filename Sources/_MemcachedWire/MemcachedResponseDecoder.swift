@@ -1,0 +1,186 @@
+import NIOCore
+
+/// Decodes server replies: meta replies, `stats` replies and error lines.
+///
+/// Returns `nil` for "need more bytes". Hard limits: a reply line may be at most
+/// ``maximumLineLength`` bytes, a value at most ``maximumValueLength`` bytes, and a `stats`
+/// reply at most ``maximumStatistics`` lines; past them decoding fails with
+/// ``MemcachedClientError/Code/protocolError`` (or `valueTooLarge` for the value).
+public struct MemcachedResponseDecoder: NIOSingleStepByteToMessageDecoder {
+    public typealias InboundOut = MemcachedResponse
+
+    /// The longest reply line accepted, CRLF excluded.
+    public let maximumLineLength: Int
+    /// The largest value accepted in a `VA` reply.
+    public let maximumValueLength: Int
+    /// The most `STAT` lines accepted in one `stats` reply.
+    public let maximumStatistics: Int
+
+    private var statistics: [String: String]?
+
+    /// Creates a decoder with the given limits.
+    public init(maximumValueLength: Int = 64 << 20, maximumLineLength: Int = 8192, maximumStatistics: Int = 4096) {
+        self.maximumValueLength = maximumValueLength
+        self.maximumLineLength = maximumLineLength
+        self.maximumStatistics = maximumStatistics
+    }
+
+    public mutating func decode(buffer: inout ByteBuffer) throws -> MemcachedResponse? {
+        while true {
+            guard let lineLength = try lineLength(in: buffer) else { return nil }
+            let line = buffer.getBytes(at: buffer.readerIndex, length: lineLength)!
+            let consumed = lineLength + 2
+
+            if let statistics = self.statistics {
+                // inside a stats reply: STAT lines until END
+                if line == Array("END".utf8) {
+                    buffer.moveReaderIndex(forwardBy: consumed)
+                    self.statistics = nil
+                    return .stats(statistics)
+                }
+                try addStatistic(line)
+                buffer.moveReaderIndex(forwardBy: consumed)
+                continue
+            }
+
+            if line.starts(with: "STAT ".utf8) {
+                self.statistics = [:]
+                try addStatistic(line)
+                buffer.moveReaderIndex(forwardBy: consumed)
+                continue
+            }
+            if line == Array("END".utf8) {
+                // an empty stats reply
+                buffer.moveReaderIndex(forwardBy: consumed)
+                return .stats([:])
+            }
+            if let error = Self.errorReply(line) {
+                buffer.moveReaderIndex(forwardBy: consumed)
+                return .error(error)
+            }
+            return try decodeMeta(line: line, consumed: consumed, buffer: &buffer)
+        }
+    }
+
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> MemcachedResponse? {
+        try decode(buffer: &buffer)
+    }
+
+    /// The length of the first line (without CRLF), `nil` if no full line arrived yet.
+    private func lineLength(in buffer: ByteBuffer) throws -> Int? {
+        let view = buffer.readableBytesView
+        let limit = min(view.count, maximumLineLength + 2)
+        var index = view.startIndex
+        let end = view.startIndex + limit
+        while index < end {
+            if view[index] == UInt8(ascii: "\n") {
+                let length = index - view.startIndex
+                guard length >= 1, view[index - 1] == UInt8(ascii: "\r") else {
+                    throw MemcachedClientError(.protocolError, message: "reply line not terminated by CRLF")
+                }
+                return length - 1
+            }
+            index += 1
+        }
+        if view.count >= maximumLineLength + 2 {
+            throw MemcachedClientError(.protocolError, message: "reply line longer than \(maximumLineLength) bytes")
+        }
+        return nil
+    }
+
+    private mutating func addStatistic(_ line: [UInt8]) throws {
+        guard line.starts(with: "STAT ".utf8) else {
+            throw MemcachedClientError(.protocolError, message: "unexpected line in a stats reply")
+        }
+        guard (statistics?.count ?? 0) < maximumStatistics else {
+            throw MemcachedClientError(.protocolError, message: "stats reply longer than \(maximumStatistics) lines")
+        }
+        let text = String(decoding: line.dropFirst(5), as: UTF8.self)
+        if let space = text.firstIndex(of: " ") {
+            statistics?[String(text[..<space])] = String(text[text.index(after: space)...])
+        } else {
+            statistics?[text] = ""
+        }
+    }
+
+    private static func errorReply(_ line: [UInt8]) -> MemcachedErrorReply? {
+        for kind in [MemcachedErrorReply.Kind.serverError, .clientError, .error] {
+            let keyword = Array(kind.rawValue.utf8)
+            guard line.starts(with: keyword) else { continue }
+            if line.count == keyword.count {
+                return MemcachedErrorReply(kind: kind, message: "")
+            }
+            if line[keyword.count] == UInt8(ascii: " ") {
+                return MemcachedErrorReply(kind: kind, message: String(decoding: line[(keyword.count + 1)...], as: UTF8.self))
+            }
+        }
+        return nil
+    }
+
+    private func decodeMeta(line: [UInt8], consumed: Int, buffer: inout ByteBuffer) throws -> MemcachedResponse? {
+        var tokens = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)[...]
+        guard let code = tokens.popFirst(),
+              let status = MemcachedMetaResponse.Status(rawValue: String(decoding: code, as: UTF8.self))
+        else {
+            throw MemcachedClientError(.protocolError, message: "unknown reply from the server")
+        }
+        var value: ByteBuffer?
+        var total = consumed
+        if status == .value {
+            guard let sizeToken = tokens.popFirst(), let size = Self.integer(sizeToken), size >= 0 else {
+                throw MemcachedClientError(.protocolError, message: "VA reply without a valid size")
+            }
+            guard size <= maximumValueLength else {
+                throw MemcachedClientError(.valueTooLarge, message: "reply value of \(size) bytes exceeds the client limit of \(maximumValueLength)")
+            }
+            guard buffer.readableBytes >= consumed + size + 2 else { return nil }
+            let dataStart = buffer.readerIndex + consumed
+            guard buffer.getInteger(at: dataStart + size, as: UInt8.self) == UInt8(ascii: "\r"),
+                  buffer.getInteger(at: dataStart + size + 1, as: UInt8.self) == UInt8(ascii: "\n")
+            else {
+                throw MemcachedClientError(.protocolError, message: "value not terminated by CRLF")
+            }
+            value = buffer.getSlice(at: dataStart, length: size)
+            total += size + 2
+        }
+        var flags = MemcachedResponseFlags()
+        for token in tokens {
+            try Self.parseFlag(token, into: &flags)
+        }
+        buffer.moveReaderIndex(forwardBy: total)
+        return .meta(MemcachedMetaResponse(status: status, flags: flags, value: value))
+    }
+
+    private static func parseFlag(_ token: ArraySlice<UInt8>, into flags: inout MemcachedResponseFlags) throws {
+        guard let first = token.first else { return }
+        let rest = token.dropFirst()
+        func number<T: FixedWidthInteger>(_: T.Type) throws -> T {
+            guard let value = T(String(decoding: rest, as: UTF8.self)) else {
+                throw MemcachedClientError(.protocolError, message: "malformed '\(Character(Unicode.Scalar(first)))' flag in a reply")
+            }
+            return value
+        }
+        switch first {
+        case UInt8(ascii: "O"): flags.opaque = String(decoding: rest, as: UTF8.self)
+        case UInt8(ascii: "c"): flags.cas = try number(UInt64.self)
+        case UInt8(ascii: "t"): flags.ttl = try number(Int.self)
+        case UInt8(ascii: "f"): flags.clientFlags = try number(UInt32.self)
+        case UInt8(ascii: "s"): flags.size = try number(Int.self)
+        case UInt8(ascii: "k"): flags.key = String(decoding: rest, as: UTF8.self)
+        case UInt8(ascii: "h"): flags.hitBefore = try number(Int.self) != 0
+        case UInt8(ascii: "l"): flags.lastAccess = try number(Int.self)
+        case UInt8(ascii: "W"): flags.won = true
+        case UInt8(ascii: "X"): flags.stale = true
+        case UInt8(ascii: "Z"): flags.winTokenSent = true
+        case UInt8(ascii: "b"): flags.base64Key = true
+        default: break  // flags added by newer servers are ignored
+        }
+    }
+
+    private static func integer(_ bytes: ArraySlice<UInt8>) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 18, bytes.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+            return nil
+        }
+        return bytes.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+    }
+}
