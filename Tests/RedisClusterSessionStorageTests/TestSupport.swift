@@ -70,14 +70,21 @@ func connect(_ address: RedisAddress) async throws -> RedisConnection {
 }
 
 /// Runs `scripts/services.sh` with the given arguments (kill / restart of a node).
-func services(_ arguments: [String]) throws {
+func services(_ arguments: [String]) async throws {
     let process = Process()
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("scripts/services.sh")
     process.executableURL = URL(fileURLWithPath: "/bin/bash")
     process.arguments = [script.path] + arguments
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
     try process.run()
-    process.waitUntilExit()
+    // Poll instead of waitUntilExit, which would block a thread of the cooperative pool.
+    let deadline = ContinuousClock.now + .seconds(120)
+    while process.isRunning, ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    try #require(!process.isRunning, "services.sh \(arguments.joined(separator: " ")) did not finish")
     try #require(process.terminationStatus == 0, "services.sh \(arguments.joined(separator: " ")) failed")
 }
 
