@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import RedisClusterSessionStorage
 import SessionStorage
 import Testing
@@ -79,13 +82,23 @@ func services(_ arguments: [String]) async throws {
     process.standardOutput = FileHandle.nullDevice
     process.standardError = FileHandle.nullDevice
     try process.run()
-    // Poll instead of waitUntilExit, which would block a thread of the cooperative pool.
+    // Poll with waitpid instead of waitUntilExit, which blocks a thread of the cooperative pool
+    // and (like isRunning) missed the exit of a script that started a daemon.
     let deadline = ContinuousClock.now + .seconds(120)
-    while process.isRunning, ContinuousClock.now < deadline {
-        try await Task.sleep(for: .milliseconds(50))
+    var status: Int32 = 0
+    var exited = false
+    while !exited, ContinuousClock.now < deadline {
+        let result = waitpid(process.processIdentifier, &status, WNOHANG)
+        if result == process.processIdentifier {
+            exited = true
+            try #require((status >> 8) & 0xFF == 0 && status & 0x7F == 0, "services.sh \(arguments.joined(separator: " ")) failed")
+        } else if result == -1 && errno == ECHILD {
+            exited = true
+        } else {
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
-    try #require(!process.isRunning, "services.sh \(arguments.joined(separator: " ")) did not finish")
-    try #require(process.terminationStatus == 0, "services.sh \(arguments.joined(separator: " ")) failed")
+    try #require(exited, "services.sh \(arguments.joined(separator: " ")) did not finish")
 }
 
 extension RESPValue {
