@@ -36,7 +36,8 @@ func migrate(slot: Int, from source: Master, to target: Master, others: [Master]
         try await source.connection.send(
             RedisCommand(
                 "MIGRATE",
-                [.init(target.address.host!), .init(target.address.port!), "", 0, 5000, "KEYS"] + keys.map { .init($0) }
+                [.init(target.address.host!), .init(target.address.port!), "", 0, 5000,
+                 "AUTH", .init(try env("REDIS_CLUSTER_PASSWORD")), "KEYS"] + keys.map { .init($0) }
             )
         )
         try await Task.sleep(for: pause)
@@ -278,11 +279,15 @@ struct ClusterDestructiveTests {
             }
             try #require(synced, "the restarted node did not sync with the promoted replica")
             print("failover: restarted node synced; CLUSTER FAILOVER")
-            try await restarted.send(RedisCommand("CLUSTER", ["FAILOVER"]))
+            // A manual failover times out after 5 s when the master never heard of it (the
+            // restarted node's cluster-bus link to it may not be up yet): ask again then.
             var master = false
-            for _ in 0..<300 where !master {
-                master = try await restarted.send(.role()).array?.first?.string == "master"
-                if !master { try await Task.sleep(for: .milliseconds(100)) }
+            for _ in 0..<5 where !master {
+                try await restarted.send(RedisCommand("CLUSTER", ["FAILOVER"]))
+                for _ in 0..<70 where !master {
+                    master = try await restarted.send(.role()).array?.first?.string == "master"
+                    if !master { try await Task.sleep(for: .milliseconds(100)) }
+                }
             }
             #expect(master, "the restarted node did not become master again")
             // Every node agrees before the next test.

@@ -25,6 +25,7 @@ func clusterConfiguration(prefix: String?, suffix: String? = nil) throws -> Redi
     var configuration = RedisClusterSessionStore.Configuration(prefix: prefix, suffix: suffix)
     configuration.name = "test-cluster"
     configuration.nodes = try clusterNodes()
+    configuration.password = try env("REDIS_CLUSTER_PASSWORD")
     configuration.connectTimeout = .seconds(1)
     configuration.readTimeout = .seconds(5)
     configuration.maxRedirections = 16
@@ -69,7 +70,14 @@ func sessionKey() -> String {
 
 /// A direct connection to one node.
 func connect(_ address: RedisAddress) async throws -> RedisConnection {
-    try await RedisConnection.connect(configuration: .init(address: address, connectTimeout: .seconds(2), readTimeout: .seconds(10)))
+    try await RedisConnection.connect(
+        configuration: .init(
+            address: address,
+            password: try env("REDIS_CLUSTER_PASSWORD"),
+            connectTimeout: .seconds(2),
+            readTimeout: .seconds(10)
+        )
+    )
 }
 
 /// Runs `scripts/services.sh` with the given arguments (kill / restart of a node).

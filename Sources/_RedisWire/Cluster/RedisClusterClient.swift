@@ -125,7 +125,8 @@ public final class RedisClusterClient: Sendable, Service {
     /// Reads the slot map now (joining a refresh that runs already) and uses it.
     ///
     /// - Throws: ``RedisClusterError`` `noReachableNode` naming every node tried when none
-    ///   answered, `noTopology` when the answers held no usable map.
+    ///   answered, `noTopology` when the answers held no usable map; ``RedisClientError``
+    ///   `authenticationFailed` when no node gave a map and one refused the credentials.
     public func refreshTopology() async throws {
         let now = ContinuousClock.now
         _ = state.withLockedValue { $0.machine.requestRefresh(now: now, force: true) }
@@ -152,6 +153,7 @@ public final class RedisClusterClient: Sendable, Service {
         var lastError: (any Error)?
         var tried: [RedisAddress] = []
         var anyAnswered = false
+        var authenticationFailure: RedisClientError?
         for address in candidates {
             tried.append(address)
             var connectionConfiguration = configuration.connection
@@ -184,8 +186,13 @@ public final class RedisClusterClient: Sendable, Service {
             } catch {
                 logger.debug("redis cluster map refresh failed", metadata: [RedisLoggingKeys.address: "\(address)"])
                 lastError = error
+                if let clientError = error as? RedisClientError, clientError.code == .authenticationFailed {
+                    authenticationFailure = clientError
+                }
             }
         }
+        // Credentials are the cluster's, not a node's: a refusal is the answer, not "unreachable".
+        if let authenticationFailure { throw authenticationFailure }
         if anyAnswered {
             throw RedisClusterError(.noTopology, message: "no node sent a usable slot map", nodesTried: tried, underlying: lastError)
         }
