@@ -22,6 +22,9 @@ let package = Package(
             dependencies: [
                 .product(name: "SessionStorage", package: rootPackage),
                 .product(name: "MemcachedSessionStorage", package: rootPackage),
+                .product(name: "RedisSessionStorage", package: rootPackage),
+                .product(name: "RedisClusterSessionStorage", package: rootPackage),
+                .product(name: "MySQLSessionStorage", package: rootPackage),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
