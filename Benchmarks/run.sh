@@ -57,7 +57,7 @@ redis | redis-cluster)
         our_args=(--backend redis --port "$REDIS_PORT")
     else
         first=${REDIS_CLUSTER_NODES%%,*}
-        ref_args=(--cluster -h "${first%:*}" -p "${first#*:}" -a "$REDIS_CLUSTER_PASSWORD" --no-auth-warning)
+        ref_args=(--cluster -h "${first%:*}" -p "${first#*:}" -a "$REDIS_CLUSTER_PASSWORD")
         our_args=(--backend redis-cluster --nodes "$REDIS_CLUSTER_NODES" --password "$REDIS_CLUSTER_PASSWORD")
     fi
     for op in set get; do
@@ -73,6 +73,10 @@ redis | redis-cluster)
         echo "$a" >&2
         echo "| $op, 1 KiB, 50 concurrent | ${ref_ops%.*} | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_ops")× | $(field p50_us "$a") | $(field p99_us "$a") | $(awk -v m="$ref_p50" 'BEGIN { printf "%.1f", m * 1000 }') |"
     done
+    # the session core's write path: a set with rotation and two (audience, subject) pairs
+    a=$("$bench" "${our_args[@]}" --tasks 50 --pool-size "${POOL_SIZE:-16}" --seconds "$seconds" --mix rotate=100 --keys 10000)
+    echo "$a" >&2
+    echo "| set with rotation + 2 index pairs, 50 concurrent | (no reference) | $(field ops_per_sec "$a") | | $(field p50_us "$a") | $(field p99_us "$a") | |"
     ;;
 memory)
     echo "| load | cores / tasks | memory store ops/s | MemoryPersistDriver ops/s | ratio | memory store p99 µs | reference p99 µs |"
