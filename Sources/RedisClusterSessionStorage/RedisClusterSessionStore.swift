@@ -121,19 +121,26 @@ public struct RedisClusterSessionStore: SessionStore, Service {
         }
         let client = self.client
         try await run {
+            // the common case (a plain set, a delete without metadata) needs no child task
+            if groups.count == 1 {
+                try await Self.runGroup(groups[0], on: client)
+                return
+            }
             try await withThrowingTaskGroup(of: Void.self) { taskGroup in
                 for group in groups {
-                    taskGroup.addTask {
-                        if group.count == 1 {
-                            try Self.check(await client.send(group[0]), of: group[0])
-                        } else {
-                            for (command, reply) in zip(group, try await client.transaction(group)) {
-                                try Self.check(reply, of: command)
-                            }
-                        }
-                    }
+                    taskGroup.addTask { try await Self.runGroup(group, on: client) }
                 }
                 try await taskGroup.waitForAll()
+            }
+        }
+    }
+
+    private static func runGroup(_ group: [RedisCommand], on client: RedisClusterClient) async throws {
+        if group.count == 1 {
+            try check(await client.send(group[0]), of: group[0])
+        } else {
+            for (command, reply) in zip(group, try await client.transaction(group)) {
+                try check(reply, of: command)
             }
         }
     }
