@@ -83,7 +83,14 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
             }
         }
         if let buffer {
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
+            // A write that fails leaves requests in flight that will never be answered: the
+            // connection is closed and they fail at once (not after the read timeout).
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let written = promise ?? context.eventLoop.makePromise()
+            written.futureResult.whenFailure { error in
+                handler.value.writeFailed(error)
+            }
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
         } else {
             promise?.fail(MemcachedClientError(.connectionClosed, message: "the connection is closed"))
         }
@@ -173,6 +180,11 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
             return
         }
         run(stateMachine.readTimedOut(), context: context)
+    }
+
+    private func writeFailed(_ error: any Error) {
+        guard let context else { return }
+        run(stateMachine.errorCaught(Self.map(error)), context: context)
     }
 
     private func sendTimerFired() {
