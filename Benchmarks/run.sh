@@ -5,6 +5,8 @@
 #                                          1 task on 1 core and 2 tasks on 2 cores
 #   Benchmarks/run.sh memcached [SECONDS]  MemcachedSessionStore vs memcaslap, 50 concurrent
 #                                          callers, 1 KiB values, 90% get and 100% set
+#   Benchmarks/run.sh mysql [SECONDS]      MySQLSessionStore vs sysbench running the store's own
+#                                          statements (sysbench/sessions.lua), 16 threads / tasks
 #   Benchmarks/run.sh redis [SECONDS]      RedisSessionStore vs redis-benchmark -t get,set -d 1024
 #                                          -c 50 -r 10000, standalone server
 #   Benchmarks/run.sh redis-cluster [SECONDS]  RedisClusterSessionStore vs redis-benchmark --cluster,
@@ -47,6 +49,26 @@ memcached)
         echo "| $mix, 1 KiB, 50 concurrent | $ref_ops | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_ops")× | $(field p50_us "$a") | $(field p99_us "$a") |"
     done
     rm -f "$cfg"
+    ;;
+mysql)
+    start_services
+    echo "| load | sysbench events/s | MySQLSessionStore ops/s | ratio | our p50 µs | our p99 µs | sysbench p95 µs |"
+    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    for op in set get; do
+        # ours first: it creates the tables (migrate) and writes every key
+        a=$("$bench" --backend mysql --port "$MYSQL_PORT" --user "$MYSQL_USER" --password "$MYSQL_PASSWORD" \
+            --database "$MYSQL_DATABASE" --numeric-keys --tasks 16 --pool-size 16 --seconds "$seconds" \
+            --mix "$op=100" --keys 10000)
+        echo "$a" >&2
+        ref=$(SESS_OP=$op SESS_KEYS=10000 sysbench sysbench/sessions.lua --db-driver=mysql \
+            --mysql-host=127.0.0.1 --mysql-port="$MYSQL_PORT" --mysql-user="$MYSQL_USER" \
+            --mysql-password="$MYSQL_PASSWORD" --mysql-db="$MYSQL_DATABASE" --threads=16 \
+            --time="$seconds" --warmup-time=1 run 2>&1)
+        echo "$ref" >&2
+        ref_ops=$(sed -n 's/.*events\/s (eps): *\([0-9.]*\).*/\1/p; s/^ *transactions: *[0-9]* *(\([0-9.]*\) per sec.).*/\1/p' <<<"$ref" | head -1)
+        ref_p95=$(sed -n 's/^ *95th percentile: *\([0-9.]*\).*/\1/p' <<<"$ref" | head -1)
+        echo "| $op, 1 KiB, 16 concurrent | ${ref_ops%.*} | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_ops")× | $(field p50_us "$a") | $(field p99_us "$a") | $(awk -v m="$ref_p95" 'BEGIN { printf "%.1f", m * 1000 }') |"
+    done
     ;;
 redis | redis-cluster)
     start_services
