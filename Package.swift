@@ -55,6 +55,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: shared by the wire clients
+        .target(
+            name: "_PoolLease",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Redis
         .target(
             name: "_RedisWire",
@@ -92,6 +102,7 @@ let package = Package(
         .target(
             name: "_MemcachedWire",
             dependencies: [
+                "_PoolLease",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -121,6 +132,7 @@ let package = Package(
         .target(
             name: "_MySQLWire",
             dependencies: [
+                "_PoolLease",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
