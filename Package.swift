@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "SessionStorage", targets: ["SessionStorage"]),
         .library(name: "_RedisWire", targets: ["_RedisWire"]),
         .library(name: "RedisSessionStorage", targets: ["RedisSessionStorage"]),
+        .library(name: "RedisClusterSessionStorage", targets: ["RedisClusterSessionStorage"]),
         .library(name: "_MemcachedWire", targets: ["_MemcachedWire"]),
         .library(name: "MemcachedSessionStorage", targets: ["MemcachedSessionStorage"]),
         .library(name: "PostgresSessionStorage", targets: ["PostgresSessionStorage"]),
@@ -55,6 +56,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: shared by the wire clients
+        .target(
+            name: "_PoolLease",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Redis
         .target(
             name: "_RedisWire",
@@ -82,10 +93,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(
+            name: "RedisClusterSessionStorage",
+            dependencies: ["SessionStorage", "_RedisWire", "RedisSessionStorage"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Memcached
         .target(
             name: "_MemcachedWire",
             dependencies: [
+                "_PoolLease",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -129,6 +147,7 @@ let package = Package(
         .target(
             name: "_MySQLWire",
             dependencies: [
+                "_PoolLease",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -209,6 +228,11 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisClusterSessionStorageTests",
+            dependencies: ["RedisClusterSessionStorage", "SessionStorageConformance", "_RedisWire"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
