@@ -174,6 +174,10 @@ struct PostgresSecurityTests {
         var configuration = try PG.tcp()
         configuration.tableName = PG.unique("migr")
         configuration.tableNameMeta = configuration.tableName + "_meta"
+        // The instances wait for each other's DDL on the advisory lock: on a machine loaded by
+        // the whole test suite that can take longer than the default statement deadline.
+        configuration.sendTimeout = .seconds(60)
+        configuration.readTimeout = .seconds(60)
         let shared = configuration
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<4 {
