@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "MySQLSessionStorage", targets: ["MySQLSessionStorage"]),
         .library(name: "RestySession", targets: ["RestySession"]),
         .library(name: "SessionStorageConformance", targets: ["SessionStorageConformance"]),
+        .library(name: "SessionStorageURL", targets: ["SessionStorageURL"]),
         .executable(name: "session-example", targets: ["SessionExample"]),
     ],
     dependencies: [
@@ -149,6 +150,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: configuration: a store from a URL
+        .target(
+            name: "SessionStorageURL",
+            dependencies: [
+                "SessionStorage", "RedisSessionStorage", "MemcachedSessionStorage", "MySQLSessionStorage",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: executables
         .executableTarget(
             name: "SessionExample",
@@ -235,6 +247,15 @@ let package = Package(
                 "MySQLSessionStorage", "SessionStorageConformance", "_MySQLWire",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SessionStorageURLTests",
+            dependencies: [
+                "SessionStorageURL", "SessionStorage", "RedisSessionStorage", "MemcachedSessionStorage", "MySQLSessionStorage",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
