@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "RestySession", targets: ["RestySession"]),
         .library(name: "SessionStorageConformance", targets: ["SessionStorageConformance"]),
         .library(name: "SessionStorageURL", targets: ["SessionStorageURL"]),
+        .library(name: "HummingbirdRestySession", targets: ["HummingbirdRestySession"]),
         .executable(name: "session-example", targets: ["SessionExample"]),
     ],
     dependencies: [
@@ -37,6 +38,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.3.0"),
     ],
     targets: [
         // MARK: core
@@ -161,6 +165,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: framework adapters (on the session core and the storage protocol only)
+        .target(
+            name: "HummingbirdRestySession",
+            dependencies: [
+                "RestySession", "SessionStorage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+
         // MARK: executables
         .executableTarget(
             name: "SessionExample",
@@ -255,6 +271,18 @@ let package = Package(
             dependencies: [
                 "SessionStorageURL", "SessionStorage", "RedisSessionStorage", "MemcachedSessionStorage", "MySQLSessionStorage",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "HummingbirdRestySessionTests",
+            dependencies: [
+                "HummingbirdRestySession", "RestySession", "SessionStorage", "RedisSessionStorage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
