@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "SessionStorageURL", targets: ["SessionStorageURL"]),
         .library(name: "HummingbirdRestySession", targets: ["HummingbirdRestySession"]),
         .executable(name: "session-example", targets: ["SessionExample"]),
+        .executable(name: "session-demo", targets: ["SessionDemo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
@@ -178,6 +179,16 @@ let package = Package(
 
 
         // MARK: executables
+        .executableTarget(
+            name: "SessionDemo",
+            dependencies: [
+                "HummingbirdRestySession", "RestySession", "SessionStorage", "SessionStorageURL",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "SessionExample",
             dependencies: ["SessionStorage"],
