@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "SessionStorageConformance", targets: ["SessionStorageConformance"]),
         .library(name: "SessionStorageURL", targets: ["SessionStorageURL"]),
         .library(name: "HummingbirdRestySession", targets: ["HummingbirdRestySession"]),
+        .library(name: "VaporRestySession", targets: ["VaporRestySession"]),
         .executable(name: "session-example", targets: ["SessionExample"]),
         .executable(name: "session-demo", targets: ["SessionDemo"]),
     ],
@@ -41,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.3.0"),
     ],
     targets: [
@@ -177,6 +179,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(
+            name: "VaporRestySession",
+            dependencies: [
+                "RestySession", "SessionStorage",
+                .product(name: "Vapor", package: "vapor"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: executables
         .executableTarget(
@@ -294,6 +304,16 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "VaporRestySessionTests",
+            dependencies: [
+                "VaporRestySession", "RestySession", "SessionStorage", "RedisSessionStorage",
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "VaporTesting", package: "vapor"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
