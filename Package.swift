@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "SessionStorage", targets: ["SessionStorage"]),
         .library(name: "_RedisWire", targets: ["_RedisWire"]),
         .library(name: "RedisSessionStorage", targets: ["RedisSessionStorage"]),
+        .library(name: "RedisClusterSessionStorage", targets: ["RedisClusterSessionStorage"]),
         .library(name: "_MemcachedWire", targets: ["_MemcachedWire"]),
         .library(name: "MemcachedSessionStorage", targets: ["MemcachedSessionStorage"]),
         .library(name: "_MySQLWire", targets: ["_MySQLWire"]),
@@ -86,6 +87,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+
+        .target(
+            name: "RedisClusterSessionStorage",
+            dependencies: ["SessionStorage", "_RedisWire", "RedisSessionStorage"],
             swiftSettings: swiftSettings
         ),
 
@@ -243,6 +250,11 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisClusterSessionStorageTests",
+            dependencies: ["RedisClusterSessionStorage", "SessionStorageConformance", "_RedisWire"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

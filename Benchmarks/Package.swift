@@ -10,7 +10,10 @@ let rootPackage = String(#filePath.split(separator: "/").dropLast(2).last ?? "ma
 let package = Package(
     name: "swift-resty-session-benchmarks",
     platforms: [.macOS(.v15)],
-    products: [.executable(name: "storage-bench", targets: ["StorageBench"])],
+    products: [
+        .executable(name: "storage-bench", targets: ["StorageBench"]),
+        .executable(name: "session-bench", targets: ["SessionBench"]),
+    ],
     dependencies: [
         .package(path: ".."),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
@@ -22,8 +25,19 @@ let package = Package(
             dependencies: [
                 .product(name: "SessionStorage", package: rootPackage),
                 .product(name: "MemcachedSessionStorage", package: rootPackage),
+                .product(name: "RedisSessionStorage", package: rootPackage),
+                .product(name: "RedisClusterSessionStorage", package: rootPackage),
+                .product(name: "MySQLSessionStorage", package: rootPackage),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: [.enableUpcomingFeature("ExistentialAny")]
+        ),
+        .executableTarget(
+            name: "SessionBench",
+            dependencies: [
+                .product(name: "RestySession", package: rootPackage),
+                .product(name: "SessionStorage", package: rootPackage),
             ],
             swiftSettings: [.enableUpcomingFeature("ExistentialAny")]
         ),

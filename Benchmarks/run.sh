@@ -5,6 +5,10 @@
 #                                          1 task on 1 core and 2 tasks on 2 cores
 #   Benchmarks/run.sh memcached [SECONDS]  MemcachedSessionStore vs memcaslap, 50 concurrent
 #                                          callers, 1 KiB values, 90% get and 100% set
+#   Benchmarks/run.sh redis [SECONDS]      RedisSessionStore vs redis-benchmark -t get,set -d 1024
+#                                          -c 50 -r 10000, standalone server
+#   Benchmarks/run.sh redis-cluster [SECONDS]  RedisClusterSessionStore vs redis-benchmark --cluster,
+#                                          the same load on the 6-node cluster (3 masters)
 #
 # Network suites start their servers with scripts/services.sh (SERVICES_PORT_BASE=19000 by
 # default) and stop them at the end.
@@ -43,6 +47,36 @@ memcached)
         echo "| $mix, 1 KiB, 50 concurrent | $ref_ops | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_ops")× | $(field p50_us "$a") | $(field p99_us "$a") |"
     done
     rm -f "$cfg"
+    ;;
+redis | redis-cluster)
+    start_services
+    echo "| load | redis-benchmark req/s | our ops/s | ratio | our p50 µs | our p99 µs | redis-benchmark p50 µs |"
+    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    if [[ $suite == redis ]]; then
+        ref_args=(-h 127.0.0.1 -p "$REDIS_PORT")
+        our_args=(--backend redis --port "$REDIS_PORT")
+    else
+        first=${REDIS_CLUSTER_NODES%%,*}
+        ref_args=(--cluster -h "${first%:*}" -p "${first#*:}" -a "$REDIS_CLUSTER_PASSWORD")
+        our_args=(--backend redis-cluster --nodes "$REDIS_CLUSTER_NODES" --password "$REDIS_CLUSTER_PASSWORD")
+    fi
+    for op in set get; do
+        # as many requests as the reference serves in about SECONDS seconds (first a short probe)
+        probe=$(redis-benchmark "${ref_args[@]}" -t "$op" -d 1024 -c 50 -r 10000 -n 20000 --csv 2>/dev/null | tail -1)
+        rate=$(tr -d '"' <<<"$probe" | cut -d, -f2)
+        n=$(awk -v r="$rate" -v s="$seconds" 'BEGIN { printf "%d", r * s }')
+        ref=$(redis-benchmark "${ref_args[@]}" -t "$op" -d 1024 -c 50 -r 10000 -n "$n" --csv 2>/dev/null | tail -1)
+        echo "redis-benchmark $op: $ref" >&2
+        ref_ops=$(tr -d '"' <<<"$ref" | cut -d, -f2)
+        ref_p50=$(tr -d '"' <<<"$ref" | cut -d, -f5)
+        a=$("$bench" "${our_args[@]}" --tasks 50 --pool-size "${POOL_SIZE:-16}" --seconds "$seconds" --mix "$op=100" --keys 10000)
+        echo "$a" >&2
+        echo "| $op, 1 KiB, 50 concurrent | ${ref_ops%.*} | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_ops")× | $(field p50_us "$a") | $(field p99_us "$a") | $(awk -v m="$ref_p50" 'BEGIN { printf "%.1f", m * 1000 }') |"
+    done
+    # the session core's write path: a set with rotation and two (audience, subject) pairs
+    a=$("$bench" "${our_args[@]}" --tasks 50 --pool-size "${POOL_SIZE:-16}" --seconds "$seconds" --mix rotate=100 --keys 10000)
+    echo "$a" >&2
+    echo "| set with rotation + 2 index pairs, 50 concurrent | (no reference) | $(field ops_per_sec "$a") | | $(field p50_us "$a") | $(field p99_us "$a") | |"
     ;;
 memory)
     echo "| load | cores / tasks | memory store ops/s | MemoryPersistDriver ops/s | ratio | memory store p99 µs | reference p99 µs |"

@@ -18,7 +18,7 @@
 # Ports (loopback only): SERVICES_PORT_BASE (default 17000) + offset. Two instances whose bases
 # are 100 or more apart never collide.
 #   +0 redis  +1 redis TLS  +2 redis with requirepass + ACL user
-#   +10..+15 cluster nodes (their cluster bus ports: +20..+25)
+#   +10..+15 cluster nodes (their cluster bus ports: +20..+25), requirepass + masterauth + the ACL user
 #   +30 sentinel-watched master  +31 its replica  +32..+34 sentinels
 #   +40 memcached  +41 memcached TLS
 #   +50 postgres (ssl=on)  +51 postgres (ssl=off)
@@ -36,6 +36,7 @@ readonly SENTINEL_MASTER_NAME=sessmaster
 readonly REDIS_ACL_DEFAULT_PASSWORD=defaultpass
 readonly REDIS_ACL_USER=sessuser
 readonly REDIS_ACL_PASSWORD=sesspass
+readonly REDIS_CLUSTER_PASSWORD=clusterpass   # requirepass + masterauth of every cluster node
 readonly SQL_USER=sess SQL_PASSWORD=sesspass SQL_DATABASE=sessdb
 readonly MYSQL_TLS_USER=sess_tls MYSQL_TLS_PASSWORD=tlspass
 readonly ROOT_MARKER=.sess-services
@@ -357,14 +358,19 @@ start_cluster() {
         mkdir -p "$d"
         mapfile -t common < <(redis_common "$d" "$p")
         u=$(cluster_unit "$p")
-        new_unit "$u" redis "$d/redis.pid" PORT="$p" CLUSTER=1 LOGFILE="$d/redis.log" -- \
+        # password-protected (requirepass + masterauth), with the ACL user of the standalone server
+        new_unit "$u" redis "$d/redis.pid" PORT="$p" CLUSTER=1 AUTH="$REDIS_CLUSTER_PASSWORD" \
+            LOGFILE="$d/redis.log" -- \
             redis-server "${common[@]}" --cluster-enabled yes --cluster-port $((p + 10)) \
-            --cluster-config-file "$d/nodes.conf" --cluster-node-timeout 2000
+            --cluster-config-file "$d/nodes.conf" --cluster-node-timeout 2000 \
+            --requirepass "$REDIS_CLUSTER_PASSWORD" --masterauth "$REDIS_CLUSTER_PASSWORD" \
+            --user "$REDIS_ACL_USER" on ">$REDIS_ACL_PASSWORD" '~*' '&*' '+@all'
         launch_unit "$u"
         nodes+=("127.0.0.1:$p")
     done
     for p in "${CLUSTER_PORTS[@]}"; do wait_unit "$(cluster_unit "$p")"; done
-    timeout 60 redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+    timeout 60 redis-cli --no-auth-warning -a "$REDIS_CLUSTER_PASSWORD" \
+        --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
         >"$ROOT/cluster/create.log" 2>&1 || { cat "$ROOT/cluster/create.log" >&2; die "redis-cli --cluster create failed"; }
     wait_cluster_healthy
 }
@@ -373,7 +379,7 @@ start_cluster() {
 cluster_healthy() {
     local p info nodes
     for p in "${CLUSTER_PORTS[@]}"; do
-        PORT=$p AUTH=''
+        PORT=$p AUTH=$REDIS_CLUSTER_PASSWORD
         info=$(redis_cli cluster info) || return 1
         [[ $info == *cluster_state:ok* && $info == *cluster_known_nodes:6* ]] || return 1
         nodes=$(redis_cli cluster nodes) || return 1
@@ -392,7 +398,7 @@ wait_cluster_healthy() {
         ((SECONDS < deadline)) || {
             local p
             for p in "${CLUSTER_PORTS[@]}"; do
-                log "--- node $p"; PORT=$p AUTH=''; redis_cli cluster nodes >&2 || true
+                log "--- node $p"; PORT=$p AUTH=$REDIS_CLUSTER_PASSWORD; redis_cli cluster nodes >&2 || true
                 tail -n 5 "$ROOT/cluster/$p/redis.log" >&2 || true
             done
             die "the redis cluster is not healthy after ${READY_TIMEOUT}s"
@@ -573,6 +579,7 @@ write_env() {
         REDIS_ACL_USER="$REDIS_ACL_USER"
         REDIS_ACL_PASSWORD="$REDIS_ACL_PASSWORD"
         REDIS_CLUSTER_NODES="$cluster"
+        REDIS_CLUSTER_PASSWORD="$REDIS_CLUSTER_PASSWORD"
         REDIS_SENTINEL_NODES="$sentinels"
         REDIS_SENTINEL_MASTER="$SENTINEL_MASTER_NAME"
         MEMCACHED_HOST=127.0.0.1

@@ -3,22 +3,32 @@
 /// with uppercase hex. So `sessions:session:K` is stored as `sessions%3Asession%3AK`, and
 /// spaces and control characters never reach a memcached key.
 public enum MemcachedKeyEscaping {
-    private static let hex = Array("0123456789ABCDEF".utf8)
-
     /// The escaped form of `key`.
     public static func escape(_ key: String) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(key.utf8.count + 16)
-        for byte in key.utf8 {
-            if isUnreserved(byte) {
-                bytes.append(byte)
-            } else {
-                bytes.append(UInt8(ascii: "%"))
-                bytes.append(hex[Int(byte >> 4)])
-                bytes.append(hex[Int(byte & 0x0F)])
+        var key = key
+        return key.withUTF8 { source in
+            // Every byte escapes to at most three; the result is written in one pass.
+            String(unsafeUninitializedCapacity: source.count * 3) { target in
+                var count = 0
+                for byte in source {
+                    if isUnreserved(byte) {
+                        target[count] = byte
+                        count += 1
+                    } else {
+                        target[count] = UInt8(ascii: "%")
+                        target[count + 1] = hexDigit(byte >> 4)
+                        target[count + 2] = hexDigit(byte & 0x0F)
+                        count += 3
+                    }
+                }
+                return count
             }
         }
-        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    @inline(__always)
+    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "A") + nibble - 10
     }
 
     /// Reverses ``escape(_:)``; `nil` for a malformed escape.

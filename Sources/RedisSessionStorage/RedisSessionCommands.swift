@@ -2,7 +2,7 @@ import SessionStorage
 import _RedisWire
 
 /// The commands of each operation: the layout of `shared/spec/STORAGE.md`, in one place.
-enum RedisSessionCommands {
+package enum RedisSessionCommands {
     /// `SET k v EX ttl`, and with rotation or metadata the rest of the transaction:
     ///
     ///     UNLINK old | EXPIRE old staleTTL LT            (rotation)
@@ -13,7 +13,7 @@ enum RedisSessionCommands {
     ///       EXPIRE idx ttl NX ; EXPIRE idx ttl GT        the index outlives its latest member
     ///
     /// A single command means "no transaction needed".
-    static func set(_ request: SessionSetRequest, naming: SessionKeyNaming, policy: RememberRotationPolicy) -> [RedisCommand] {
+    package static func set(_ request: SessionSetRequest, naming: SessionKeyNaming, policy: RememberRotationPolicy) -> [RedisCommand] {
         let recordKey = naming.recordKey(name: request.name, key: request.key)
         var commands: [RedisCommand] = [.set(recordKey, request.value, expireSeconds: request.ttl)]
         switch request.oldKeyPolicy(policy) {
@@ -40,7 +40,7 @@ enum RedisSessionCommands {
     }
 
     /// `UNLINK k`, and per index the trim and `ZREM idx key`.
-    static func delete(
+    package static func delete(
         name: String,
         key: String,
         currentTime: Int,
@@ -57,12 +57,12 @@ enum RedisSessionCommands {
     }
 
     /// `ZRANGE idx (currentTime +inf BYSCORE WITHSCORES`: members expiring after now.
-    static func readIndex(_ index: String, currentTime: Int) -> RedisCommand {
+    package static func readIndex(_ index: String, currentTime: Int) -> RedisCommand {
         RedisCommand("ZRANGE", [.init(index), .init("(\(currentTime)"), "+inf", "BYSCORE", "WITHSCORES"], keyIndices: [0])
     }
 
     /// `ZREMRANGEBYSCORE idx 0 currentTime-1`, as lua-resty-session sends it.
-    static func trim(_ index: String, currentTime: Int) -> RedisCommand {
+    package static func trim(_ index: String, currentTime: Int) -> RedisCommand {
         RedisCommand("ZREMRANGEBYSCORE", [.init(index), 0, .init(currentTime - 1)], keyIndices: [0])
     }
 }

@@ -133,7 +133,7 @@ public struct RedisSessionStore: SessionStore, Service {
     }
 
     /// Maps the wire client's errors to the storage contract's codes.
-    static func map(_ error: RedisClientError) -> SessionStoreError {
+    package static func map(_ error: RedisClientError) -> SessionStoreError {
         let code: SessionStoreError.Code
         var message = error.message
         switch error.code {

@@ -2,21 +2,24 @@ import Logging
 import NIOCore
 import NIOSSL
 
-/// A request and the promise its reply completes; what a ``MemcachedConnection`` writes into
-/// its channel.
+/// Where the reply of one request goes: the continuation of the task that sent it.
+typealias MemcachedReply = CheckedContinuation<MemcachedResponse, any Error>
+
+/// A request and the continuation its reply resumes; what a ``MemcachedConnection`` hands to
+/// its channel handler.
 struct MemcachedTask: Sendable {
     var request: MemcachedRequest
-    var promise: EventLoopPromise<MemcachedResponse>
+    var reply: MemcachedReply
 }
 
 /// Runs the actions of a ``MemcachedConnectionStateMachine`` on a channel: encodes requests,
-/// completes promises with replies, and enforces the read and send timeouts.
+/// resumes the callers with replies, and enforces the read and send timeouts.
 final class MemcachedChannelHandler: ChannelDuplexHandler {
     typealias InboundIn = MemcachedResponse
     typealias OutboundIn = MemcachedTask
     typealias OutboundOut = ByteBuffer
 
-    private var stateMachine = MemcachedConnectionStateMachine<EventLoopPromise<MemcachedResponse>>()
+    private var stateMachine = MemcachedConnectionStateMachine<MemcachedReply>()
     private let encoder = MemcachedRequestEncoder()
     private let readTimeout: TimeAmount?
     private let sendTimeout: TimeAmount?
@@ -48,21 +51,48 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
     // MARK: outbound
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let task = unwrapOutboundIn(data)
-        let wasIdle = stateMachine.inFlight == 0
-        let action = stateMachine.sendRequested(task.request, promise: task.promise)
-        if case .write(let request, let opaque) = action {
+        send([unwrapOutboundIn(data)], promise: promise)
+    }
+
+    /// Encodes `tasks` into one buffer, writes and flushes it. Runs on the event loop. A task
+    /// the connection cannot take any more fails at once; every other one is completed
+    /// later by its reply, a timeout or the connection closing.
+    func send(_ tasks: [MemcachedTask], promise: EventLoopPromise<Void>? = nil) {
+        guard let context else {
+            let error = MemcachedClientError(.connectionClosed, message: "the connection is closed")
+            for task in tasks { task.reply.resume(throwing: error) }
+            promise?.fail(error)
+            return
+        }
+        var buffer: ByteBuffer?
+        for task in tasks {
+            let wasIdle = stateMachine.inFlight == 0
+            let action = stateMachine.sendRequested(task.request, promise: task.reply)
+            guard case .write(let request, let opaque) = action else {
+                run(action, context: context)
+                continue
+            }
             logger.trace("memcached request", metadata: ["memcached_command": .string(request.commandName)])
-            var buffer = context.channel.allocator.buffer(capacity: Self.estimatedSize(request))
-            encoder.encode(request, opaque: opaque, into: &buffer)
+            if buffer == nil {
+                buffer = context.channel.allocator.buffer(capacity: tasks.count * 320 + Self.estimatedSize(request))
+            }
+            encoder.encode(request, opaque: opaque, into: &buffer!)
             if wasIdle {
                 lastProgress = context.eventLoop.now
                 armReadTimer(context: context)
             }
-            context.write(wrapOutboundOut(buffer), promise: promise)
+        }
+        if let buffer {
+            // A write that fails leaves requests in flight that will never be answered: the
+            // connection is closed and they fail at once (not after the read timeout).
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let written = promise ?? context.eventLoop.makePromise()
+            written.futureResult.whenFailure { error in
+                handler.value.writeFailed(error)
+            }
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
         } else {
             promise?.fail(MemcachedClientError(.connectionClosed, message: "the connection is closed"))
-            run(action, context: context)
         }
     }
 
@@ -70,7 +100,7 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
         if mode == .all {
             let action = stateMachine.closeRequested()
             if case .closeAndFailAll(let promises, let error) = action {
-                for promise in promises { promise.fail(error) }
+                for reply in promises { reply.resume(throwing: error) }
             }
         }
         context.close(mode: mode, promise: promise)
@@ -111,20 +141,20 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
 
     // MARK: actions
 
-    private func run(_ action: MemcachedConnectionStateMachine<EventLoopPromise<MemcachedResponse>>.Action, context: ChannelHandlerContext) {
+    private func run(_ action: MemcachedConnectionStateMachine<MemcachedReply>.Action, context: ChannelHandlerContext) {
         switch action {
         case .write:
-            preconditionFailure("writes are run by write(context:data:promise:)")
-        case .succeed(let promise, let response):
-            promise.succeed(response)
-        case .fail(let promise, let error):
-            promise.fail(error)
-        case .closeAndFailAll(let promises, let error):
+            preconditionFailure("writes are run by send(_:promise:)")
+        case .succeed(let reply, let response):
+            reply.resume(returning: response)
+        case .fail(let reply, let error):
+            reply.resume(throwing: error)
+        case .closeAndFailAll(let replies, let error):
             logger.debug("closing memcached connection", metadata: ["reason": "\(error.code)"])
-            for promise in promises { promise.fail(error) }
+            for reply in replies { reply.resume(throwing: error) }
             context.close(promise: nil)
-        case .failAll(let promises, let error):
-            for promise in promises { promise.fail(error) }
+        case .failAll(let replies, let error):
+            for reply in replies { reply.resume(throwing: error) }
         case .none:
             break
         }
@@ -150,6 +180,11 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
             return
         }
         run(stateMachine.readTimedOut(), context: context)
+    }
+
+    private func writeFailed(_ error: any Error) {
+        guard let context else { return }
+        run(stateMachine.errorCaught(Self.map(error)), context: context)
     }
 
     private func sendTimerFired() {

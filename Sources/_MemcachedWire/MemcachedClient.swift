@@ -234,7 +234,7 @@ final class ServerPool: Sendable {
         }
         let lease = try await lease()
         defer { lease.release() }
-        return try await lease.connection.execute(request)
+        return try await lease.connection.send(request)
     }
 
     private func lease() async throws -> ConnectionLease<MemcachedConnection> {

@@ -42,10 +42,14 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
         var scheduled = false
     }
 
+    /// The channel's ``MemcachedChannelHandler``, looked up once on the event loop.
+    private let handler: NIOLoopBoundBox<MemcachedChannelHandler?>
+
     init(id: Int, address: MemcachedServerAddress, channel: any Channel) {
         self.id = id
         self.address = address
         self.channel = channel
+        self.handler = NIOLoopBoundBox.makeEmptyBox(valueType: MemcachedChannelHandler.self, eventLoop: channel.eventLoop)
     }
 
     /// Connects to `address`.
@@ -136,21 +140,26 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
     /// key throws ``MemcachedClientError/Code/invalidKey`` (or `keyTooLong`) and nothing is sent.
     public func execute(_ request: MemcachedRequest) async throws -> MemcachedResponse {
         try request.validate()
-        let promise = channel.eventLoop.makePromise(of: MemcachedResponse.self)
-        let task = MemcachedTask(request: request, promise: promise)
-        // Concurrent callers share the connection: their requests are queued here and written
-        // together by one task on the event loop, so a burst of requests costs one wake-up
-        // and one write syscall instead of one each.
-        let schedule = outbox.withLock { outbox -> Bool in
-            outbox.tasks.append(task)
-            if outbox.scheduled { return false }
-            outbox.scheduled = true
-            return true
+        return try await send(request)
+    }
+
+    /// Sends a request that was validated already and waits for its reply.
+    func send(_ request: MemcachedRequest) async throws -> MemcachedResponse {
+        try await withCheckedThrowingContinuation { (reply: MemcachedReply) in
+            // Concurrent callers share the connection: their requests are queued here and
+            // written together by one task on the event loop, so a burst of requests costs
+            // one wake-up and one write syscall instead of one each. The channel handler
+            // resumes `reply` directly (no promise, no future-to-async hop).
+            let schedule = outbox.withLock { outbox -> Bool in
+                outbox.tasks.append(MemcachedTask(request: request, reply: reply))
+                if outbox.scheduled { return false }
+                outbox.scheduled = true
+                return true
+            }
+            if schedule {
+                channel.eventLoop.execute { self.drainOutbox() }
+            }
         }
-        if schedule {
-            channel.eventLoop.execute { self.drainOutbox() }
-        }
-        return try await promise.futureResult.get()
     }
 
     private func drainOutbox() {
@@ -159,12 +168,15 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
             defer { outbox.tasks.removeAll(keepingCapacity: true) }
             return outbox.tasks
         }
-        for task in tasks {
-            channel.write(task).whenFailure { error in
-                task.promise.fail(MemcachedChannelHandler.closedError(error))
-            }
+        if handler.value == nil {
+            handler.value = try? channel.pipeline.syncOperations.handler(type: MemcachedChannelHandler.self)
         }
-        channel.flush()
+        guard let handler = handler.value else {
+            let error = MemcachedClientError(.connectionClosed, message: "the connection is closed")
+            for task in tasks { task.reply.resume(throwing: error) }
+            return
+        }
+        handler.send(tasks)
     }
 
     /// Closes the connection; requests in flight fail with `connectionClosed`.

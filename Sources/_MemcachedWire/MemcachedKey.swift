@@ -7,14 +7,17 @@ public enum MemcachedKey {
     /// ``MemcachedClientError/Code/invalidKey`` for an empty key or one holding a space, a
     /// control character (including CR and LF) or DEL. The message never repeats the key.
     public static func validate(_ key: String) throws {
-        let utf8 = key.utf8
-        guard !utf8.isEmpty else {
+        var key = key
+        let (count, invalid) = key.withUTF8 { bytes in
+            (bytes.count, bytes.first { $0 <= 0x20 || $0 == 0x7F })
+        }
+        guard count > 0 else {
             throw MemcachedClientError(.invalidKey, message: "key must not be empty")
         }
-        guard utf8.count <= maximumLength else {
-            throw MemcachedClientError(.keyTooLong, message: "key is \(utf8.count) bytes, over the limit of \(maximumLength)")
+        guard count <= maximumLength else {
+            throw MemcachedClientError(.keyTooLong, message: "key is \(count) bytes, over the limit of \(maximumLength)")
         }
-        for byte in utf8 where byte <= 0x20 || byte == 0x7F {
+        if let byte = invalid {
             throw MemcachedClientError(
                 .invalidKey,
                 message: "key must not contain whitespace or control characters (found byte 0x\(String(byte, radix: 16)))"

@@ -31,6 +31,11 @@ public struct MemcachedResponseDecoder: NIOSingleStepByteToMessageDecoder {
             let line = buffer.getBytes(at: buffer.readerIndex, length: lineLength)!
             let consumed = lineLength + 2
 
+            // The common case first: a meta reply (`HD …`, `VA …`), parsed in one pass.
+            if self.statistics == nil, let status = Self.metaStatus(line) {
+                return try decodeMeta(status: status, line: line, consumed: consumed, buffer: &buffer)
+            }
+
             if let statistics = self.statistics {
                 // inside a stats reply: STAT lines until END
                 if line == Array("END".utf8) {
@@ -115,6 +120,64 @@ public struct MemcachedResponseDecoder: NIOSingleStepByteToMessageDecoder {
             }
         }
         return nil
+    }
+
+    /// The status of a line that starts with a meta status and a space (or is only the
+    /// status); `nil` for anything else.
+    private static func metaStatus(_ line: [UInt8]) -> MemcachedMetaResponse.Status? {
+        guard line.count >= 2, line.count == 2 || line[2] == UInt8(ascii: " ") else { return nil }
+        switch (line[0], line[1]) {
+        case (UInt8(ascii: "H"), UInt8(ascii: "D")): return .headerOnly
+        case (UInt8(ascii: "V"), UInt8(ascii: "A")): return .value
+        case (UInt8(ascii: "E"), UInt8(ascii: "N")): return .miss
+        case (UInt8(ascii: "N"), UInt8(ascii: "F")): return .notFound
+        case (UInt8(ascii: "N"), UInt8(ascii: "S")): return .notStored
+        case (UInt8(ascii: "E"), UInt8(ascii: "X")): return .exists
+        case (UInt8(ascii: "M"), UInt8(ascii: "N")): return .noOp
+        default: return nil
+        }
+    }
+
+    /// A meta reply whose status ``metaStatus(_:)`` found: its tokens are read in place.
+    private func decodeMeta(
+        status: MemcachedMetaResponse.Status,
+        line: [UInt8],
+        consumed: Int,
+        buffer: inout ByteBuffer
+    ) throws -> MemcachedResponse? {
+        var index = 2
+        func nextToken() -> ArraySlice<UInt8>? {
+            while index < line.count, line[index] == UInt8(ascii: " ") { index += 1 }
+            guard index < line.count else { return nil }
+            let start = index
+            while index < line.count, line[index] != UInt8(ascii: " ") { index += 1 }
+            return line[start..<index]
+        }
+        var value: ByteBuffer?
+        var total = consumed
+        if status == .value {
+            guard let sizeToken = nextToken(), let size = Self.integer(sizeToken), size >= 0 else {
+                throw MemcachedClientError(.protocolError, message: "VA reply without a valid size")
+            }
+            guard size <= maximumValueLength else {
+                throw MemcachedClientError(.valueTooLarge, message: "reply value of \(size) bytes exceeds the client limit of \(maximumValueLength)")
+            }
+            guard buffer.readableBytes >= consumed + size + 2 else { return nil }
+            let dataStart = buffer.readerIndex + consumed
+            guard buffer.getInteger(at: dataStart + size, as: UInt8.self) == UInt8(ascii: "\r"),
+                  buffer.getInteger(at: dataStart + size + 1, as: UInt8.self) == UInt8(ascii: "\n")
+            else {
+                throw MemcachedClientError(.protocolError, message: "value not terminated by CRLF")
+            }
+            value = buffer.getSlice(at: dataStart, length: size)
+            total += size + 2
+        }
+        var flags = MemcachedResponseFlags()
+        while let token = nextToken() {
+            try Self.parseFlag(token, into: &flags)
+        }
+        buffer.moveReaderIndex(forwardBy: total)
+        return .meta(MemcachedMetaResponse(status: status, flags: flags, value: value))
     }
 
     private func decodeMeta(line: [UInt8], consumed: Int, buffer: inout ByteBuffer) throws -> MemcachedResponse? {

@@ -58,17 +58,27 @@ struct RedisSmokeTests {
 
     @Test func everyClusterNodeReportsStateOK() async throws {
         let nodes = try ServiceEnvironment.hostPorts("REDIS_CLUSTER_NODES")
+        let password = try ServiceEnvironment.string("REDIS_CLUSTER_PASSWORD")
         #expect(nodes.count == 6)
         var masters = 0
         for node in nodes {
-            let replies = try await redisCommands(.tcp(node.host, node.port), [["CLUSTER", "INFO"], ["ROLE"]])
-            guard case .bulk(let info?) = replies[0] else {
-                Issue.record("CLUSTER INFO on \(node.port) answered \(replies[0])")
+            let replies = try await redisCommands(
+                .tcp(node.host, node.port),
+                [["PING"], ["AUTH", password], ["CLUSTER", "INFO"], ["ROLE"]]
+            )
+            // password-protected: nothing answers before AUTH
+            guard case .error(let noauth) = replies[0], noauth.hasPrefix("NOAUTH") else {
+                Issue.record("PING before AUTH on \(node.port) answered \(replies[0]), expected NOAUTH")
+                continue
+            }
+            #expect(replies[1] == .simple("OK"))
+            guard case .bulk(let info?) = replies[2] else {
+                Issue.record("CLUSTER INFO on \(node.port) answered \(replies[2])")
                 continue
             }
             #expect(info.contains("cluster_state:ok"), "node \(node.port): \(info)")
             #expect(info.contains("cluster_known_nodes:6"), "node \(node.port): \(info)")
-            if case .array(let role?) = replies[1], role.first == .bulk("master") { masters += 1 }
+            if case .array(let role?) = replies[3], role.first == .bulk("master") { masters += 1 }
         }
         #expect(masters == 3)
     }

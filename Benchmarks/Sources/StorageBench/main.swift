@@ -1,6 +1,9 @@
 import Foundation
 import Histogram
 import MemcachedSessionStorage
+import MySQLSessionStorage
+import RedisClusterSessionStorage
+import RedisSessionStorage
 import SessionStorage
 
 // storage-bench: a mixed get / set / rotate / readMetadata load with N concurrent tasks against
@@ -25,6 +28,8 @@ struct Options {
     var user = "sess"
     var password = "sesspass"
     var database = "sessdb"
+    /// `host:port,host:port,…` of a Redis Cluster
+    var nodes = ""
 
     static func parse(_ arguments: [String]) -> Options {
         var options = Options()
@@ -49,6 +54,7 @@ struct Options {
             case "--user": options.user = next()
             case "--password": options.password = next()
             case "--database": options.database = next()
+            case "--nodes": options.nodes = next()
             case "--mix":
                 // e.g. get=90,set=10,rotate=0,read_metadata=0
                 options.getPercent = 0
@@ -67,8 +73,8 @@ struct Options {
             case "--help", "-h":
                 print(
                     """
-                    usage: storage-bench [--backend memory|memory-zone|hummingbird-memory|memcached]
-                                         [--host H] [--port P] [--pool-size N] [--numeric-keys]
+                    usage: storage-bench [--backend memory|memory-zone|hummingbird-memory|memcached|redis|redis-cluster|mysql]
+                                         [--host H] [--port P] [--nodes H:P,H:P] [--pool-size N] [--numeric-keys]
                                          [--user U] [--password P] [--database D]
                     --numeric-keys: keys are the index zero-padded to 43 digits (pgbench's keys) [--tasks N] [--seconds S]
                                          [--warmup S] [--value-bytes B] [--keys K] [--label L]
@@ -85,6 +91,9 @@ struct Options {
     }
 }
 
+/// What runs once the service runs and before the load (creating tables).
+nonisolated(unsafe) var prepare: (@Sendable () async throws -> Void)?
+
 /// The target, and the service it needs running (a connection pool), if any.
 func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () async throws -> Void)?) {
     switch options.backend {
@@ -94,6 +103,32 @@ func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () as
         configuration.port = options.port ?? 11211
         configuration.poolSize = options.poolSize
         let store = try MemcachedSessionStore(configuration: configuration)
+        return (StoreTarget(store: store), { try await store.run() })
+    case "redis":
+        var configuration = RedisSessionStore.Configuration()
+        configuration.host = options.host
+        configuration.port = options.port ?? 6379
+        configuration.poolSize = options.poolSize
+        if options.password != "sesspass" { configuration.password = options.password }
+        let store = RedisSessionStore(configuration: configuration)
+        return (StoreTarget(store: store), { try await store.run() })
+    case "redis-cluster":
+        var configuration = RedisClusterSessionStore.Configuration()
+        configuration.nodes = options.nodes.split(separator: ",").map { node in
+            let parts = node.split(separator: ":")
+            return .init(ip: String(parts[0]), port: Int(parts[1])!)
+        }
+        configuration.poolSize = options.poolSize
+        configuration.password = options.password
+        let store = RedisClusterSessionStore(configuration: configuration)
+        return (StoreTarget(store: store), { try await store.run() })
+    case "mysql":
+        var configuration = MySQLSessionStore.Configuration(
+            host: options.host, port: options.port ?? 3306, username: options.user, password: options.password)
+        configuration.database = options.database
+        configuration.poolSize = options.poolSize
+        let store = try MySQLSessionStore(configuration: configuration)
+        prepare = { try await store.migrate() }
         return (StoreTarget(store: store), { try await store.run() })
     default:
         return (makeLocalTarget(options), nil)
@@ -134,6 +169,7 @@ struct TaskResult: Sendable {
 let options = Options.parse(CommandLine.arguments)
 let (target, service) = try makeTarget(options)
 let serviceTask = service.map { run in Task { try await run() } }
+try await prepare?()
 let keys = (0..<options.keys).map { index in
     if options.numericKeys {
         let digits = String(index + 1)

@@ -8,7 +8,7 @@ enum RawDeflate {
     private static let windowSize = 32_768
     private static let minimumMatch = 3
     private static let maximumMatch = 258
-    private static let hashBits = 15
+    private static let maximumHashBits = 15
     private static let maximumChainLength = 64
 
     /// Compresses `input` into a single final fixed-Huffman block.
@@ -19,6 +19,9 @@ enum RawDeflate {
         writer.write(1, count: 2)  // BTYPE = 01, fixed Huffman
 
         let count = input.count
+        // A table about the input's size: session data is a few KiB, and filling a 32 Ki-entry
+        // table for each cookie cost more than the matching itself.
+        let hashBits = min(maximumHashBits, max(8, Int.bitWidth - count.leadingZeroBitCount))
         let hashSize = 1 << hashBits
         var head = [Int32](repeating: -1, count: hashSize)
         var previous = [Int32](repeating: -1, count: count)

@@ -1,0 +1,100 @@
+import Foundation
+import RestySession
+import SessionStorage
+
+// session-bench: open + save of a session holding 1 KiB of data, through the session core,
+// with N concurrent tasks; cookie-only or on the memory store. Prints one RESULT line.
+//
+//   session-bench [--storage cookie|memory] [--tasks N] [--seconds S] [--data-bytes B]
+
+var storageKind = "cookie"
+var tasks = 1
+var seconds = 5.0
+var dataBytes = 1024
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+    func next() -> String {
+        guard let value = arguments.next() else { fatalError("\(argument) needs a value") }
+        return value
+    }
+    switch argument {
+    case "--storage": storageKind = next()
+    case "--tasks": tasks = Int(next())!
+    case "--seconds": seconds = Double(next())!
+    case "--data-bytes": dataBytes = Int(next())!
+    default: fatalError("unknown argument \(argument); usage: session-bench [--storage cookie|memory] [--tasks N] [--seconds S] [--data-bytes B]")
+    }
+}
+
+var configuration = SessionManager.Configuration()
+configuration.secret = "benchmark secret, not for production use"
+configuration.cookieSecure = false
+let storage: (any SessionStore)? = switch storageKind {
+case "cookie": nil
+case "memory": MemorySessionStore(configuration: .init(zone: "session-bench", capacity: 256 << 20))
+default: fatalError("unknown storage \(storageKind)")
+}
+let manager = try SessionManager(configuration: configuration, storage: storage)
+
+// One session with 1 KiB of data; each request carries its cookie.
+@Sendable func cookieHeader(_ setCookies: [String]) -> String {
+    setCookies.map { String($0.prefix { $0 != ";" }) }.joined(separator: "; ")
+}
+func firstCookie(_ manager: SessionManager, dataBytes: Int) async throws -> String {
+    var first = manager.new(SessionRequest(cookieHeader: nil))
+    // varied, barely compressible text (base64url of pseudo-random bytes), as real data would be
+    var state: UInt64 = 0x243F_6A88_85A3_08D3
+    let bytes = (0..<(dataBytes * 3 / 4)).map { _ -> UInt8 in state = state &* 6_364_136_223_846_793_005 &+ 1; return UInt8(truncatingIfNeeded: state >> 56) }
+    first["data"] = .string(Base64URL.encode(bytes))
+    try await first.save()
+    return cookieHeader(first.setCookieHeaders)
+}
+let initialCookie = try await firstCookie(manager, dataBytes: dataBytes)
+
+struct Result: Sendable { var operations = 0; var errors = 0; var failedOpens = 0 }
+
+func load(seconds: Double, tasks: Int, manager: SessionManager, initialCookie: String) async -> [Result] {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    return await withTaskGroup(of: Result.self) { group in
+        for _ in 0..<tasks {
+            group.addTask {
+                var result = Result()
+                // each task follows its own cookie (save() on a storage rotates the id)
+                var cookie = initialCookie
+                var counter = 0
+                while ContinuousClock.now < deadline {
+                    for _ in 0..<32 {
+                        do {
+                            var session = try await manager.open(SessionRequest(cookieHeader: cookie))
+                            if !session.exists { result.failedOpens += 1 }
+                            counter += 1
+                            session["n"] = .number(Double(counter))
+                            try await session.save()
+                            cookie = cookieHeader(session.setCookieHeaders)
+                        } catch {
+                            result.errors += 1
+                        }
+                        result.operations += 1
+                    }
+                }
+                return result
+            }
+        }
+        var results: [Result] = []
+        for await result in group { results.append(result) }
+        return results
+    }
+}
+
+_ = await load(seconds: 0.5, tasks: tasks, manager: manager, initialCookie: initialCookie)
+let started = ContinuousClock.now
+let results = await load(seconds: seconds, tasks: tasks, manager: manager, initialCookie: initialCookie)
+let elapsed = started.duration(to: .now)
+let operations = results.reduce(0) { $0 + $1.operations }
+let errors = results.reduce(0) { $0 + $1.errors }
+let failedOpens = results.reduce(0) { $0 + $1.failedOpens }
+let (secs, atto) = elapsed.components
+let wall = Double(secs) + Double(atto) / 1e18
+print("RESULT storage=\(storageKind) tasks=\(tasks) ops=\(operations) ops_per_sec=\(Int(Double(operations) / wall)) "
+    + "us_per_op_per_task=\(String(format: "%.2f", wall * 1e6 * Double(tasks) / Double(max(operations, 1)))) "
+    + "errors=\(errors) failed_opens=\(failedOpens) cookie_bytes=\(initialCookie.utf8.count)")

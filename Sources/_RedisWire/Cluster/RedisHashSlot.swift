@@ -1,0 +1,95 @@
+/// A Redis Cluster hash slot: `CRC16(key) mod 16384`, where only the hash tag counts when the
+/// key has one.
+///
+/// A hash tag is the part between the first `{` and the first `}` after it, when that part is
+/// not empty: `{user1000}.following` and `{user1000}.followers` hash only `user1000` and so
+/// share a slot.
+public struct RedisHashSlot: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// The number of slots of a cluster.
+    public static let count = 16384
+
+    /// The slot number, `0..<16384`.
+    public let rawValue: Int
+
+    /// A slot by number; `nil` outside `0..<16384`.
+    public init?(rawValue: Int) {
+        guard (0..<Self.count).contains(rawValue) else { return nil }
+        self.rawValue = rawValue
+    }
+
+    /// The slot of a key given as bytes.
+    public init(key: some Collection<UInt8>) {
+        let bytes = Array(key)
+        var hashed = bytes[...]
+        if let open = bytes.firstIndex(of: UInt8(ascii: "{")),
+            let close = bytes[(open + 1)...].firstIndex(of: UInt8(ascii: "}")),
+            close > open + 1
+        {
+            hashed = bytes[(open + 1)..<close]
+        }
+        rawValue = Int(Self.crc16(hashed) & 0x3FFF)
+    }
+
+    /// The slot of a key (its UTF-8 bytes).
+    public init(key: String) {
+        self.init(key: Array(key.utf8))
+    }
+
+    /// CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis Cluster uses.
+    public static func crc16(_ bytes: some Sequence<UInt8>) -> UInt16 {
+        var crc: UInt16 = 0
+        for byte in bytes {
+            crc = (crc << 8) ^ table[Int((crc >> 8) ^ UInt16(byte))]
+        }
+        return crc
+    }
+
+    private static let table: [UInt16] = (0..<256).map { index in
+        var crc = UInt16(index) << 8
+        for _ in 0..<8 {
+            crc = crc & 0x8000 != 0 ? (crc << 1) ^ 0x1021 : crc << 1
+        }
+        return crc
+    }
+
+    public static func < (lhs: RedisHashSlot, rhs: RedisHashSlot) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    public var description: String { "slot \(rawValue)" }
+}
+
+extension RedisArgument {
+    /// The argument's bytes, as sent on the wire.
+    var wireBytes: [UInt8] {
+        switch storage {
+        case .string(let string): return Array(string.utf8)
+        case .bytes(let bytes): return Array(bytes.readableBytesView)
+        case .integer(let integer): return Array(String(integer).utf8)
+        }
+    }
+}
+
+extension RedisCommand {
+    /// The one slot of the command's keys; `nil` for a command without keys.
+    ///
+    /// - Throws: ``RedisClusterError`` `crossSlot` when its keys hash to different slots.
+    public func hashSlot() throws -> RedisHashSlot? {
+        var slot: RedisHashSlot?
+        for key in keys {
+            let keySlot = RedisHashSlot(key: key.wireBytes)
+            if let slot, slot != keySlot {
+                throw RedisClusterError(.crossSlot, message: "the keys of \(name) hash to different slots")
+            }
+            slot = keySlot
+        }
+        return slot
+    }
+
+    /// `ASKING`: the next command may use a slot that is being imported into this node.
+    public static func asking() -> RedisCommand { RedisCommand("ASKING") }
+
+    /// `CLUSTER SHARDS` (Redis ≥ 7).
+    public static func clusterShards() -> RedisCommand { RedisCommand("CLUSTER", ["SHARDS"]) }
+
+    /// `CLUSTER SLOTS` (before Redis 7).
+    public static func clusterSlots() -> RedisCommand { RedisCommand("CLUSTER", ["SLOTS"]) }
+}
