@@ -168,7 +168,8 @@ let package = Package(
         .target(
             name: "SessionStorageURL",
             dependencies: [
-                "SessionStorage", "RedisSessionStorage", "MemcachedSessionStorage", "MySQLSessionStorage",
+                "SessionStorage", "RedisSessionStorage", "RedisClusterSessionStorage", "MemcachedSessionStorage",
+                "MySQLSessionStorage",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -302,7 +303,8 @@ let package = Package(
         .testTarget(
             name: "SessionStorageURLTests",
             dependencies: [
-                "SessionStorageURL", "SessionStorage", "RedisSessionStorage", "MemcachedSessionStorage", "MySQLSessionStorage",
+                "SessionStorageURL", "SessionStorage", "RedisSessionStorage", "RedisClusterSessionStorage",
+                "MemcachedSessionStorage", "MySQLSessionStorage",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

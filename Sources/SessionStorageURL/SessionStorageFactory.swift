@@ -1,6 +1,7 @@
 import Logging
 import MemcachedSessionStorage
 import MySQLSessionStorage
+import RedisClusterSessionStorage
 import RedisSessionStorage
 import ServiceLifecycle
 import SessionStorage
@@ -8,9 +9,9 @@ import SessionStorage
 /// Makes a session store from a storage URL, one maker per scheme.
 ///
 /// ``standard`` knows `memory://`, `redis://`, `rediss://`, `redis-sentinel://`,
-/// `memcached://`, `mysql://` and `mariadb://`; ``register(scheme:_:)`` adds a scheme (a
-/// backend of your own, or one of this project's that a later release adds, such as
-/// `redis-cluster://` or `postgres://`).
+/// `redis-cluster://`, `memcached://`, `mysql://` and `mariadb://`; ``register(scheme:_:)``
+/// adds a scheme (a backend of your own, or one of this project's that a later release adds,
+/// such as `postgres://`).
 ///
 ///     let store = try SessionStorageFactory.standard.makeStore(url: "redis://127.0.0.1:6379/0?prefix=sessions")
 ///     // run `store` in your ServiceGroup: it owns the connection pool
@@ -39,11 +40,11 @@ public struct SessionStorageFactory: Sendable {
         factory.register(scheme: "redis", StorageURLBackends.redis)
         factory.register(scheme: "rediss", StorageURLBackends.redis)
         factory.register(scheme: "redis-sentinel", StorageURLBackends.redisSentinel)
+        factory.register(scheme: "redis-cluster", StorageURLBackends.redisCluster)
         factory.register(scheme: "memcached", StorageURLBackends.memcached)
         factory.register(scheme: "mysql", StorageURLBackends.mysql)
         factory.register(scheme: "mariadb", StorageURLBackends.mysql)
-        // `redis-cluster://` and `postgres://` are registered here once their storage modules
-        // are part of this package.
+        // `postgres://` is registered here once its storage module is part of this package.
         return factory
     }
 

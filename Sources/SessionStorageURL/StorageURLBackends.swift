@@ -1,6 +1,7 @@
 import Logging
 import MemcachedSessionStorage
 import MySQLSessionStorage
+import RedisClusterSessionStorage
 import RedisSessionStorage
 import SessionStorage
 
@@ -125,6 +126,43 @@ enum StorageURLBackends {
         if let value = try parameters.int("requests_per_connection", in: 1...10_000) { configuration.requestsPerConnection = value }
         if let value = try parameters.byteCount("max_value_size", in: 1...(1 << 40)) { configuration.maximumValueSize = value }
         if let policy = try rememberRotation(&parameters) { configuration.rememberRotation = policy }
+    }
+
+    // MARK: Redis Cluster
+
+    /// `redis-cluster://[user:password@]node[:port],node[:port]…?name=…&max_redirections=…`
+    static func redisCluster(_ url: SessionStorageURL, _ parameters: inout SessionStorageURLParameters, _ logger: Logger) throws -> ConfiguredSessionStore {
+        guard !url.hosts.isEmpty else {
+            throw SessionStorageURLError(.missingComponent, message: "redis-cluster:// needs at least one node", parameter: "host")
+        }
+        try noPath(url)
+        var configuration = RedisClusterSessionStore.Configuration()
+        configuration.nodes = url.hosts.map { .init(ip: $0.name, port: $0.port ?? 6379) }
+        configuration.username = url.user
+        configuration.password = url.password
+        (configuration.prefix, configuration.suffix) = try keyNaming(&parameters)
+        configuration.name = try parameters.nonEmptyString("name")
+        configuration.lockZone = try parameters.nonEmptyString("lock_zone")
+        configuration.lockPrefix = try parameters.nonEmptyString("lock_prefix")
+        if let value = try parameters.int("max_redirections", in: 0...1_000) { configuration.maxRedirections = value }
+        if let value = try parameters.int("max_connection_attempts", in: 1...1_000) { configuration.maxConnectionAttempts = value }
+        if let value = try parameters.duration("max_connection_timeout") { configuration.maxConnectionTimeout = value }
+        configuration.ssl = try parameters.bool("tls") ?? false
+        if let verify = try parameters.bool("tls_verify") { configuration.sslVerify = verify }
+        configuration.sslCAFile = try parameters.nonEmptyString("tls_ca_file")
+        configuration.serverName = try parameters.nonEmptyString("tls_server_name")
+        if let value = try parameters.duration("connect_timeout") { configuration.connectTimeout = value }
+        if let value = try parameters.duration("send_timeout") { configuration.sendTimeout = value }
+        if let value = try parameters.duration("read_timeout") { configuration.readTimeout = value }
+        if let value = try parameters.duration("keepalive_timeout") { configuration.keepaliveTimeout = value }
+        configuration.pool = try parameters.nonEmptyString("pool")
+        if let value = try parameters.int("pool_size", in: 1...10_000) { configuration.poolSize = value }
+        configuration.backlog = try parameters.int("backlog", in: 0...1_000_000)
+        if let value = try parameters.int("requests_per_connection", in: 1...10_000) { configuration.requestsPerConnection = value }
+        if let value = try parameters.byteCount("max_value_size", in: 1...(1 << 40)) { configuration.maximumValueSize = value }
+        if let policy = try rememberRotation(&parameters) { configuration.rememberRotation = policy }
+        let store = RedisClusterSessionStore(configuration: configuration, logger: logger)
+        return ConfiguredSessionStore(store: store, redactedURL: url.redacted, services: [store])
     }
 
     // MARK: memcached

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MemcachedSessionStorage
 import MySQLSessionStorage
+import RedisClusterSessionStorage
 import RedisSessionStorage
 import SessionStorage
 import SessionStorageURL
@@ -79,7 +80,7 @@ private func expectURLError(
     let factory = SessionStorageFactory.standard
 
     @Test func knownSchemes() {
-        #expect(factory.schemes == ["mariadb", "memcached", "memory", "mysql", "redis", "redis-sentinel", "rediss"])
+        #expect(factory.schemes == ["mariadb", "memcached", "memory", "mysql", "redis", "redis-cluster", "redis-sentinel", "rediss"])
     }
 
     @Test func memoryOptions() throws {
@@ -146,6 +147,28 @@ private func expectURLError(
         #expect(!configured.redactedURL.contains(secret))
         expectURLError(.missingComponent) { _ = try factory.makeStore(url: "redis-sentinel://s1,s2", logger: quiet) }
         expectURLError(.missingComponent) { _ = try factory.makeStore(url: "redis-sentinel:///m", logger: quiet) }
+    }
+
+    @Test func clusterOptions() throws {
+        let configured = try factory.makeStore(
+            url: "redis-cluster://app:\(secret)@10.0.0.1:7000,10.0.0.2?name=c1&max_redirections=3&max_connection_attempts=2"
+                + "&max_connection_timeout=2s&pool_size=4&tls=1&prefix=p",
+            logger: quiet)
+        let configuration = try #require(configured.store as? RedisClusterSessionStore).configuration
+        #expect(configuration.nodes == [.init(ip: "10.0.0.1", port: 7000), .init(ip: "10.0.0.2", port: 6379)])
+        #expect(configuration.username == "app")
+        #expect(configuration.password == secret)
+        #expect(configuration.name == "c1")
+        #expect(configuration.maxRedirections == 3)
+        #expect(configuration.maxConnectionAttempts == 2)
+        #expect(configuration.maxConnectionTimeout == .seconds(2))
+        #expect(configuration.poolSize == 4)
+        #expect(configuration.ssl)
+        #expect(configuration.prefix == "p")
+        #expect(!configured.redactedURL.contains(secret))
+        expectURLError(.missingComponent) { _ = try factory.makeStore(url: "redis-cluster://", logger: quiet) }
+        expectURLError(.invalidParameter) { _ = try factory.makeStore(url: "redis-cluster://n1/0", logger: quiet) }
+        expectURLError(.unknownParameter) { _ = try factory.makeStore(url: "redis-cluster://n1?database=1", logger: quiet) }
     }
 
     @Test func memcachedOptions() throws {
@@ -287,6 +310,12 @@ private func roundTrip(_ url: String) async throws {
         let nodes = try environment("REDIS_SENTINEL_NODES")
         let master = try environment("REDIS_SENTINEL_MASTER")
         try await roundTrip("redis-sentinel://\(nodes)/\(master)?prefix=url-test")
+    }
+
+    @Test func redisCluster() async throws {
+        let nodes = try environment("REDIS_CLUSTER_NODES")
+        let password = try environment("REDIS_CLUSTER_PASSWORD").addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        try await roundTrip("redis-cluster://:\(password)@\(nodes)?prefix=url-test")
     }
 
     @Test func memcached() async throws {
