@@ -27,7 +27,9 @@ if ((${#missing[@]})); then
 fi
 if ! python3 -c 'import selenium' 2>/dev/null; then
     echo "== browser-test: installing selenium"
-    python3 -m pip install -q 'selenium>=4.10,<5'
+    # A Debian python3 without a virtualenv refuses plain pip installs (PEP 668).
+    python3 -m pip install -q 'selenium>=4.10,<5' ||
+        python3 -m pip install -q --break-system-packages 'selenium>=4.10,<5'
 fi
 
 demo=$(swift build --show-bin-path)/session-demo
