@@ -27,7 +27,11 @@ let package = Package(
         .library(name: "MySQLSessionStorage", targets: ["MySQLSessionStorage"]),
         .library(name: "RestySession", targets: ["RestySession"]),
         .library(name: "SessionStorageConformance", targets: ["SessionStorageConformance"]),
+        .library(name: "SessionStorageURL", targets: ["SessionStorageURL"]),
+        .library(name: "HummingbirdRestySession", targets: ["HummingbirdRestySession"]),
+        .library(name: "VaporRestySession", targets: ["VaporRestySession"]),
         .executable(name: "session-example", targets: ["SessionExample"]),
+        .executable(name: "session-demo", targets: ["SessionDemo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
@@ -38,6 +42,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.3.0"),
     ],
     targets: [
         // MARK: core
@@ -183,7 +191,49 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: configuration: a store from a URL
+        .target(
+            name: "SessionStorageURL",
+            dependencies: [
+                "SessionStorage", "RedisSessionStorage", "RedisClusterSessionStorage", "MemcachedSessionStorage",
+                "MySQLSessionStorage",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: framework adapters (on the session core and the storage protocol only)
+        .target(
+            name: "HummingbirdRestySession",
+            dependencies: [
+                "RestySession", "SessionStorage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        .target(
+            name: "VaporRestySession",
+            dependencies: [
+                "RestySession", "SessionStorage",
+                .product(name: "Vapor", package: "vapor"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: executables
+        .executableTarget(
+            name: "SessionDemo",
+            dependencies: [
+                "HummingbirdRestySession", "RestySession", "SessionStorage", "SessionStorageURL",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "SessionExample",
             dependencies: ["SessionStorage"],
@@ -286,6 +336,38 @@ let package = Package(
                 "MySQLSessionStorage", "SessionStorageConformance", "_MySQLWire",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SessionStorageURLTests",
+            dependencies: [
+                "SessionStorageURL", "SessionStorage", "RedisSessionStorage", "RedisClusterSessionStorage",
+                "MemcachedSessionStorage", "MySQLSessionStorage",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "HummingbirdRestySessionTests",
+            dependencies: [
+                "HummingbirdRestySession", "RestySession", "SessionStorage", "RedisSessionStorage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "VaporRestySessionTests",
+            dependencies: [
+                "VaporRestySession", "RestySession", "SessionStorage", "RedisSessionStorage",
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "VaporTesting", package: "vapor"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "storage-bench", targets: ["StorageBench"]),
         .executable(name: "session-bench", targets: ["SessionBench"]),
+        .executable(name: "web-bench", targets: ["WebBench"]),
     ],
     dependencies: [
         .package(path: ".."),
@@ -39,6 +40,16 @@ let package = Package(
             dependencies: [
                 .product(name: "RestySession", package: rootPackage),
                 .product(name: "SessionStorage", package: rootPackage),
+            ],
+            swiftSettings: [.enableUpcomingFeature("ExistentialAny")]
+        ),
+        .executableTarget(
+            name: "WebBench",
+            dependencies: [
+                .product(name: "HummingbirdRestySession", package: rootPackage),
+                .product(name: "RestySession", package: rootPackage),
+                .product(name: "SessionStorageURL", package: rootPackage),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: [.enableUpcomingFeature("ExistentialAny")]
         ),

@@ -52,4 +52,19 @@ if ((rc == 0)); then
 else
     echo "== test.sh: FAILED: swift test $* (exit $rc, $((SECONDS - t0))s)"
 fi
+
+# The demo app in headless Chromium (installs chromium, chromium-driver and selenium if
+# missing). Skipped only when a --filter narrows the run to some Swift tests.
+if [[ " $* " != *" --filter "* ]]; then
+    echo "== test.sh: browser test of the demo app (scripts/browser-test.sh)"
+    t0=$SECONDS
+    brc=0
+    bash scripts/browser-test.sh || brc=$?
+    if ((brc == 0)); then
+        echo "== test.sh: PASSED: browser test ($((SECONDS - t0))s)"
+    else
+        echo "== test.sh: FAILED: browser test (exit $brc, $((SECONDS - t0))s)"
+        ((rc != 0)) || rc=$brc
+    fi
+fi
 exit "$rc"

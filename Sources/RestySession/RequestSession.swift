@@ -1,0 +1,198 @@
+import Synchronization
+
+/// One request's session for a framework adapter: opened lazily on first use, and finished
+/// after the handler by ``finish()``, which saves it only when it changed, refreshes (touches
+/// or renews) it when that is due, and returns the `Set-Cookie` values for the response.
+///
+/// A request that never touches its session costs nothing: no cookie is decrypted and the
+/// store is not contacted. A new session that is never given data is never saved, so
+/// anonymous visitors get no cookie.
+///
+/// The Hummingbird and Vapor adapters make one per request; handlers use it through the
+/// framework's request context. Its operations are meant to be called one at a time by the
+/// request's handler, as a request is handled by one task.
+public final class RequestSession: Sendable {
+    /// What decides whether the session changed since it was opened or last saved.
+    struct Fingerprint: Hashable {
+        var audience: String
+        var audiences: [String]
+        var subject: String?
+        var data: [String: SessionValue]
+        var remember: Bool
+
+        init(_ session: Session) {
+            self.audience = session.audience
+            self.audiences = session.audiences
+            self.subject = session.subject
+            self.data = session.data
+            self.remember = session.remember
+        }
+    }
+
+    struct State {
+        var session: Session?
+        var baseline: Fingerprint?
+        var openedID: String?
+        var finished = false
+    }
+
+    private let manager: SessionManager?
+    /// The request facts the session is opened from.
+    public let request: SessionRequest
+    private let state: Mutex<State>
+
+    /// A session of `request`, opened on first use with `manager`.
+    public init(manager: SessionManager, request: SessionRequest) {
+        self.manager = manager
+        self.request = request
+        self.state = Mutex(State())
+    }
+
+    /// A placeholder for a request context before an adapter's middleware has run: every
+    /// operation throws ``SessionError/Code/invalidState``.
+    public init() {
+        self.manager = nil
+        self.request = SessionRequest()
+        self.state = Mutex(State())
+    }
+
+    /// Whether the session has been opened during this request.
+    public var isLoaded: Bool { state.withLock { $0.session != nil } }
+
+    /// The session, opened from the request's cookies on first call (``SessionManager/open(_:)``).
+    ///
+    /// - Throws: ``SessionError/Code/storageFailed`` when the store fails,
+    ///   ``SessionError/Code/invalidState`` without an adapter's middleware.
+    public func load() async throws -> Session {
+        if let session = state.withLock({ $0.session }) { return session }
+        guard let manager else {
+            throw SessionError(.invalidState, message: "no session middleware ran for this request")
+        }
+        let session = try await manager.open(request)
+        return state.withLock { state in
+            if let current = state.session { return current }
+            state.session = session
+            state.baseline = Fingerprint(session)
+            state.openedID = session.id
+            return session
+        }
+    }
+
+    /// Runs `body` on the session (opening it first) and keeps what it did. Saving, logging
+    /// out or destroying inside `body` is seen by ``finish()``, which then does not save again.
+    @discardableResult
+    public func modify<T>(_ body: (inout Session) async throws -> T) async throws -> T {
+        var session = try await load()
+        let idBefore = session.id
+        let result: T
+        do {
+            result = try await body(&session)
+        } catch {
+            store(session, idBefore: idBefore)
+            throw error
+        }
+        store(session, idBefore: idBefore)
+        return result
+    }
+
+    private func store(_ session: Session, idBefore: String?) {
+        state.withLock { state in
+            state.session = session
+            // A new id means `body` saved the session: what it holds now is what is stored.
+            if session.id != idBefore { state.baseline = Fingerprint(session) }
+        }
+    }
+
+    // MARK: conveniences
+
+    /// A value of the current audience's data.
+    public func get(_ key: String) async throws -> SessionValue? {
+        try await load()[key]
+    }
+
+    /// Sets (or with `nil` removes) a value; the session is saved after the handler.
+    public func set(_ key: String, _ value: SessionValue?) async throws {
+        try await modify { $0[key] = value }
+    }
+
+    /// The current audience's subject (the user).
+    public func subject() async throws -> String? {
+        try await load().subject
+    }
+
+    /// Sets the subject; the session is saved after the handler.
+    public func setSubject(_ subject: String?) async throws {
+        try await modify { $0.subject = subject }
+    }
+
+    /// Whether the request carried a valid session.
+    public func exists() async throws -> Bool {
+        try await load().exists
+    }
+
+    /// Saves now (a new session id), e.g. right after signing in.
+    public func save() async throws {
+        try await modify { try await $0.save() }
+    }
+
+    /// Destroys the session (cookies expired, records deleted) when it exists.
+    public func destroy() async throws {
+        try await modify { session in
+            if session.exists { try await session.destroy() } else { session.close() }
+        }
+    }
+
+    /// Logs out of the current audience when the session exists.
+    public func logout() async throws {
+        try await modify { session in
+            if session.exists { try await session.logout() } else { session.close() }
+        }
+    }
+
+    /// The live sessions of this session's subject (needs `storeMetadata`).
+    public func sessionsOfSubject() async throws -> SessionList {
+        try await load().sessionsOfSubject()
+    }
+
+    /// Revokes every other session of this session's subject; returns how many.
+    @discardableResult
+    public func revokeOtherSessions() async throws -> Int {
+        try await modify { try await $0.revokeOtherSessions() }
+    }
+
+    // MARK: after the handler
+
+    /// Ends the session's part in the request and returns the `Set-Cookie` values to send:
+    /// nothing when the session was never opened; a save when its data, subject, audience or
+    /// remember choice changed since it was opened or saved; otherwise, for an open session,
+    /// ``Session/refresh()`` (a touch when the idling offset is older than the touch
+    /// threshold, a renewal when 3/4 of the rolling timeout is spent).
+    ///
+    /// Calling it again returns an empty list.
+    public func finish() async throws -> [String] {
+        let snapshot = state.withLock { state -> (Session?, Fingerprint?, String?) in
+            guard !state.finished else { return (nil, nil, nil) }
+            state.finished = true
+            return (state.session, state.baseline, state.openedID)
+        }
+        guard var session = snapshot.0 else { return [] }
+        let changed = Fingerprint(session) != snapshot.1
+        switch session.state {
+        case .closed:
+            break
+        case .new:
+            if changed, !session.data.isEmpty || session.subject != nil || session.audiences.count > 1 {
+                try await session.save()
+            }
+        case .open:
+            if changed {
+                try await session.save()
+            } else if session.id == snapshot.2 {
+                try await session.refresh()
+            }
+        }
+        let final = session
+        state.withLock { $0.session = final }
+        return session.setCookieHeaders
+    }
+}
