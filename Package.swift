@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "RedisClusterSessionStorage", targets: ["RedisClusterSessionStorage"]),
         .library(name: "_MemcachedWire", targets: ["_MemcachedWire"]),
         .library(name: "MemcachedSessionStorage", targets: ["MemcachedSessionStorage"]),
+        .library(name: "PostgresSessionStorage", targets: ["PostgresSessionStorage"]),
         .library(name: "_MySQLWire", targets: ["_MySQLWire"]),
         .library(name: "MySQLSessionStorage", targets: ["MySQLSessionStorage"]),
         .library(name: "RestySession", targets: ["RestySession"]),
@@ -63,6 +64,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: shared by the wire clients
+        .target(
+            name: "_PoolLease",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Redis
         .target(
             name: "_RedisWire",
@@ -100,6 +111,7 @@ let package = Package(
         .target(
             name: "_MemcachedWire",
             dependencies: [
+                "_PoolLease",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -124,11 +136,26 @@ let package = Package(
         ),
 
         // MARK: PostgreSQL
+        .target(
+            name: "PostgresSessionStorage",
+            dependencies: [
+                "SessionStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: MySQL / MariaDB
         .target(
             name: "_MySQLWire",
             dependencies: [
+                "_PoolLease",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -278,6 +305,18 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresSessionStorageTests",
+            dependencies: [
+                "PostgresSessionStorage",
+                "SessionStorageConformance",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            exclude: ["Vectors"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

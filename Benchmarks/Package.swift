@@ -26,6 +26,7 @@ let package = Package(
             dependencies: [
                 .product(name: "SessionStorage", package: rootPackage),
                 .product(name: "MemcachedSessionStorage", package: rootPackage),
+                .product(name: "PostgresSessionStorage", package: rootPackage),
                 .product(name: "RedisSessionStorage", package: rootPackage),
                 .product(name: "RedisClusterSessionStorage", package: rootPackage),
                 .product(name: "MySQLSessionStorage", package: rootPackage),

@@ -5,6 +5,10 @@
 #                                          1 task on 1 core and 2 tasks on 2 cores
 #   Benchmarks/run.sh memcached [SECONDS]  MemcachedSessionStore vs memcaslap, 50 concurrent
 #                                          callers, 1 KiB values, 90% get and 100% set
+#   Benchmarks/run.sh postgres [SECONDS]   PostgresSessionStore vs pgbench -M prepared, 16 clients,
+#                                          the same SELECT by sid and 1 KiB upsert
+#   Benchmarks/run.sh mysql [SECONDS]      MySQLSessionStore vs sysbench running the store's own
+#                                          statements (sysbench/sessions.lua), 16 threads / tasks
 #   Benchmarks/run.sh redis [SECONDS]      RedisSessionStore vs redis-benchmark -t get,set -d 1024
 #                                          -c 50 -r 10000, standalone server
 #   Benchmarks/run.sh redis-cluster [SECONDS]  RedisClusterSessionStore vs redis-benchmark --cluster,
@@ -47,6 +51,56 @@ memcached)
         echo "| $mix, 1 KiB, 50 concurrent | $ref_ops | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_ops")× | $(field p50_us "$a") | $(field p99_us "$a") |"
     done
     rm -f "$cfg"
+    ;;
+postgres)
+    start_services
+    export PGPASSWORD=$PG_PASSWORD PGSSLMODE=disable
+    dir=$(mktemp -d)
+    # Our store creates the tables and fills 10 000 sessions whose ids pgbench can compute.
+    "$bench" --backend postgres --port "$PG_PORT" --user "$PG_USER" --password "$PG_PASSWORD" --database "$PG_DATABASE" \
+        --tasks 16 --pool-size 16 --seconds 1 --warmup 0 --mix set=100 --keys 10000 --numeric-keys >/dev/null
+    cat >"$dir/select.sql" <<'SQL'
+\set id random(1, 10000)
+SELECT data FROM sessions WHERE sid = lpad(:id::text, 43, '0') AND exp >= to_timestamp(extract(epoch from now())::bigint);
+SQL
+    cat >"$dir/upsert.sql" <<'SQL'
+\set id random(1, 10000)
+INSERT INTO sessions (sid, name, data, exp) VALUES (lpad(:id::text, 43, '0'), 'session', repeat('v', 1024), to_timestamp(extract(epoch from now())::bigint + 3600)) ON CONFLICT (sid) DO UPDATE SET name = EXCLUDED.name, data = EXCLUDED.data, exp = EXCLUDED.exp;
+SQL
+    echo "| load | pgbench tps | PostgresSessionStore ops/s | ratio | our p50 µs | our p99 µs |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    for op in get set; do
+        script=$dir/select.sql mix=get=100
+        [[ $op == set ]] && script=$dir/upsert.sql mix=set=100
+        ref=$(pgbench -n -c 16 -j 2 -T "$seconds" -M prepared -f "$script" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" "$PG_DATABASE" 2>&1)
+        echo "$ref" | tail -3 >&2
+        ref_tps=$(sed -n 's/^tps = \([0-9]*\).*/\1/p' <<<"$ref" | head -1)
+        a=$("$bench" --backend postgres --port "$PG_PORT" --user "$PG_USER" --password "$PG_PASSWORD" --database "$PG_DATABASE" \
+            --tasks 16 --pool-size 16 --seconds "$seconds" --mix "$mix" --keys 10000 --numeric-keys)
+        echo "$a" >&2
+        echo "| $op (1 KiB), 16 concurrent | $ref_tps | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_tps")× | $(field p50_us "$a") | $(field p99_us "$a") |"
+    done
+    rm -rf "$dir"
+    ;;
+mysql)
+    start_services
+    echo "| load | sysbench events/s | MySQLSessionStore ops/s | ratio | our p50 µs | our p99 µs | sysbench p95 µs |"
+    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    for op in set get; do
+        # ours first: it creates the tables (migrate) and writes every key
+        a=$("$bench" --backend mysql --port "$MYSQL_PORT" --user "$MYSQL_USER" --password "$MYSQL_PASSWORD" \
+            --database "$MYSQL_DATABASE" --numeric-keys --tasks 16 --pool-size 16 --seconds "$seconds" \
+            --mix "$op=100" --keys 10000)
+        echo "$a" >&2
+        ref=$(SESS_OP=$op SESS_KEYS=10000 sysbench sysbench/sessions.lua --db-driver=mysql \
+            --mysql-host=127.0.0.1 --mysql-port="$MYSQL_PORT" --mysql-user="$MYSQL_USER" \
+            --mysql-password="$MYSQL_PASSWORD" --mysql-db="$MYSQL_DATABASE" --threads=16 \
+            --time="$seconds" --warmup-time=1 run 2>&1)
+        echo "$ref" >&2
+        ref_ops=$(sed -n 's/.*events\/s (eps): *\([0-9.]*\).*/\1/p; s/^ *transactions: *[0-9]* *(\([0-9.]*\) per sec.).*/\1/p' <<<"$ref" | head -1)
+        ref_p95=$(sed -n 's/^ *95th percentile: *\([0-9.]*\).*/\1/p' <<<"$ref" | head -1)
+        echo "| $op, 1 KiB, 16 concurrent | ${ref_ops%.*} | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_ops")× | $(field p50_us "$a") | $(field p99_us "$a") | $(awk -v m="$ref_p95" 'BEGIN { printf "%.1f", m * 1000 }') |"
+    done
     ;;
 redis | redis-cluster)
     start_services

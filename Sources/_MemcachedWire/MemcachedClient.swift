@@ -1,4 +1,5 @@
 import _ConnectionPoolModule
+import _PoolLease
 import Logging
 import NIOCore
 import NIOPosix
@@ -150,7 +151,7 @@ typealias MemcachedConnectionPool = ConnectionPool<
     MemcachedConnection,
     Int,
     ConnectionIDGenerator,
-    MemcachedLeaseRequest,
+    PoolLeaseRequest<MemcachedConnection>,
     Int,
     NoOpKeepAliveBehavior<MemcachedConnection>,
     MemcachedPoolObserver,
@@ -167,7 +168,7 @@ final class ServerPool: Sendable {
     private let backlog: Int?
     private let leaseTimeout: Duration
     private let eventLoopGroup: any EventLoopGroup
-    private let requestIDs = ConnectionIDGenerator()
+    private let waiters = PoolLeaseWaiters<MemcachedConnection>()
 
     init(
         address: MemcachedServerAddress,
@@ -206,7 +207,7 @@ final class ServerPool: Sendable {
         self.pool = MemcachedConnectionPool(
             configuration: poolConfiguration,
             idGenerator: ConnectionIDGenerator(),
-            requestType: MemcachedLeaseRequest.self,
+            requestType: PoolLeaseRequest<MemcachedConnection>.self,
             keepAliveBehavior: NoOpKeepAliveBehavior(connectionType: MemcachedConnection.self),
             observabilityDelegate: observer,
             clock: ContinuousClock()
@@ -238,26 +239,18 @@ final class ServerPool: Sendable {
     }
 
     private func lease() async throws -> ConnectionLease<MemcachedConnection> {
-        let id = requestIDs.next()
-        let waiter = LeaseWaiter()
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<ConnectionLease<MemcachedConnection>, ConnectionPoolError>, Never>) in
-            waiter.start(continuation)
-            pool.leaseConnection(MemcachedLeaseRequest(id: id, waiter: waiter))
-            let pool = self.pool
-            let eventLoop = eventLoopGroup.any()
-            let timeout = TimeAmount(leaseTimeout)
-            waiter.armTimeout {
-                eventLoop.scheduleTask(in: timeout) {
-                    waiter.markTimedOut()
-                    pool.cancelLeaseConnection(id)
-                }
-            }
-        }
-        switch result {
+        let pool = self.pool
+        let leased = await waiters.lease(
+            timeout: TimeAmount(leaseTimeout),
+            on: eventLoopGroup.any(),
+            request: { pool.leaseConnection($0) },
+            cancel: { pool.cancelLeaseConnection($0) }
+        )
+        switch leased.result {
         case .success(let lease):
             return lease
         case .failure(let error):
-            throw map(error, timedOut: waiter.timedOut)
+            throw map(error, timedOut: leased.cancellation == .timedOut)
         }
     }
 
@@ -290,63 +283,6 @@ extension ServerPool {
         default: code = .connectionFailed
         }
         return MemcachedClientError(code, message: "cannot connect to the memcached server", underlying: underlying)
-    }
-}
-
-/// A request for a connection, completed by the pool.
-struct MemcachedLeaseRequest: ConnectionRequestProtocol {
-    typealias Connection = MemcachedConnection
-    let id: Int
-    let waiter: LeaseWaiter
-
-    func complete(with result: Result<ConnectionLease<MemcachedConnection>, ConnectionPoolError>) {
-        waiter.complete(result)
-    }
-}
-
-/// The continuation of one lease request and its timeout timer.
-final class LeaseWaiter: Sendable {
-    typealias Continuation = CheckedContinuation<Result<ConnectionLease<MemcachedConnection>, ConnectionPoolError>, Never>
-
-    private struct State {
-        var continuation: Continuation?
-        var timer: Scheduled<Void>?
-        var done = false
-        var timedOut = false
-    }
-
-    private let state = Mutex(State())
-
-    func start(_ continuation: Continuation) {
-        state.withLock { $0.continuation = continuation }
-    }
-
-    /// Schedules the timeout unless the pool answered already.
-    func armTimeout(_ schedule: () -> Scheduled<Void>) {
-        state.withLock { state in
-            guard !state.done else { return }
-            state.timer = schedule()
-        }
-    }
-
-    func markTimedOut() {
-        state.withLock { $0.timedOut = true }
-    }
-
-    var timedOut: Bool { state.withLock { $0.timedOut } }
-
-    func complete(_ result: Result<ConnectionLease<MemcachedConnection>, ConnectionPoolError>) {
-        let (continuation, timer) = state.withLock { state -> (Continuation?, Scheduled<Void>?) in
-            guard !state.done else { return (nil, nil) }
-            state.done = true
-            defer {
-                state.continuation = nil
-                state.timer = nil
-            }
-            return (state.continuation, state.timer)
-        }
-        timer?.cancel()
-        continuation?.resume(returning: result)
     }
 }
 

@@ -4,6 +4,7 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 import _ConnectionPoolModule
+import _PoolLease
 
 extension MySQLConnection: PooledConnection {
     /// Calls `closure` once the channel closed.
@@ -54,7 +55,7 @@ public final class MySQLClient: Service, Sendable {
     }
 
     typealias ConnectionPool = _ConnectionPoolModule.ConnectionPool<
-        MySQLConnection, Int, ConnectionIDGenerator, ConnectionRequest<MySQLConnection>, Int, KeepAlive,
+        MySQLConnection, Int, ConnectionIDGenerator, PoolLeaseRequest<MySQLConnection>, Int, KeepAlive,
         NoOpConnectionPoolMetrics<Int>, ContinuousClock
     >
 
@@ -65,6 +66,8 @@ public final class MySQLClient: Service, Sendable {
     private let connectionPool: ConnectionPool
     private let outstanding = Atomic<Int>(0)
     private let lastConnectError = ErrorBox()
+    private let waiters = PoolLeaseWaiters<MySQLConnection>()
+    private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
 
     /// Creates a client; connections are made on demand once ``run()`` runs.
@@ -76,6 +79,7 @@ public final class MySQLClient: Service, Sendable {
     ) {
         self.configuration = configuration
         self.pool = pool
+        self.eventLoopGroup = eventLoopGroup
         var logger = logger
         if let name = pool.name { logger[metadataKey: "mysql_pool"] = .string(name) }
         self.logger = logger
@@ -90,7 +94,7 @@ public final class MySQLClient: Service, Sendable {
         self.connectionPool = ConnectionPool(
             configuration: poolConfiguration,
             idGenerator: ConnectionIDGenerator(),
-            requestType: ConnectionRequest<MySQLConnection>.self,
+            requestType: PoolLeaseRequest<MySQLConnection>.self,
             keepAliveBehavior: KeepAlive(keepAliveFrequency: pool.pingInterval),
             observabilityDelegate: NoOpConnectionPoolMetrics(connectionIDType: Int.self),
             clock: ContinuousClock()
@@ -103,7 +107,17 @@ public final class MySQLClient: Service, Sendable {
             } catch {
                 let typed = error as? MySQLError ?? MySQLError(.connectionFailed, message: "could not connect", underlying: error)
                 errorBox.record(typed)
+                errorBox.onFailure?()
                 throw typed
+            }
+        }
+        let waiters = self.waiters
+        // weak: the pool's connection factory holds the error box, which holds this hook
+        let weakPool = WeakPool(connectionPool)
+        lastConnectError.failureHook.withLock { hook in
+            hook = {
+                guard let pool = weakPool.pool else { return }
+                waiters.abandonAll { pool.cancelLeaseConnection($0) }
             }
         }
     }
@@ -161,35 +175,26 @@ public final class MySQLClient: Service, Sendable {
     }
 
     private func leaseWithTimeout() async throws -> ConnectionLease<MySQLConnection> {
-        let timeout = configuration.timeouts.connect
+        let connectionPool = self.connectionPool
+        // A connect attempt that fails while callers wait ends their wait at once (with its error).
         let failuresBefore = lastConnectError.failures.load(ordering: .relaxed)
-        let errors = lastConnectError
-        enum Outcome: Sendable { case lease(ConnectionLease<MySQLConnection>), timedOut, connectFailed }
-        let outcome: Outcome = try await withThrowingTaskGroup(of: Outcome.self) { group in
-            group.addTask { .lease(try await self.connectionPool.leaseConnection()) }
-            group.addTask {
-                // Wait for the connect timeout, or less when a connect attempt fails meanwhile.
-                let deadline = ContinuousClock.now + timeout
-                while ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(20))
-                    if errors.failures.load(ordering: .relaxed) != failuresBefore { return .connectFailed }
-                }
-                return .timedOut
-            }
-            let first = try await group.next()!
-            group.cancelAll()
-            if case .lease = first {
-                while let _ = try? await group.next() {}
-                return first
-            }
-            // The lease may still have arrived; give it back.
-            while true {
-                do {
-                    guard let next = try await group.next() else { break }
-                    if case .lease(let lease) = next { lease.release() }
-                } catch { break }
-            }
-            return first
+        let leased = await waiters.lease(
+            timeout: TimeAmount(configuration.timeouts.connect),
+            on: eventLoopGroup.any(),
+            request: { connectionPool.leaseConnection($0) },
+            cancel: { connectionPool.cancelLeaseConnection($0) }
+        )
+        enum Outcome { case lease(ConnectionLease<MySQLConnection>), timedOut, connectFailed }
+        let outcome: Outcome
+        switch (leased.result, leased.cancellation) {
+        case (.success(let lease), _):
+            outcome = .lease(lease)
+        case (.failure, .timedOut?):
+            outcome = lastConnectError.failures.load(ordering: .relaxed) != failuresBefore ? .connectFailed : .timedOut
+        case (.failure, .abandoned?):
+            outcome = .connectFailed
+        case (.failure(let error), _):
+            throw error
         }
         switch outcome {
         case .lease(let lease):
@@ -218,9 +223,19 @@ public final class MySQLClient: Service, Sendable {
 
 /// The last connect error and the number of failed connects, shared with the pool's
 /// connection factory, so requests waiting for a connection fail at once when connecting fails.
+/// A weak reference to the pool, for the connect-failure hook.
+final class WeakPool: Sendable {
+    nonisolated(unsafe) weak var pool: MySQLClient.ConnectionPool?
+    init(_ pool: MySQLClient.ConnectionPool) { self.pool = pool }
+}
+
 final class ErrorBox: Sendable {
     let value = Mutex<MySQLError?>(nil)
     let failures = Atomic<Int>(0)
+    /// Runs after each failed connect attempt (ends the waits of the callers waiting meanwhile).
+    let failureHook = Mutex<(@Sendable () -> Void)?>(nil)
+
+    var onFailure: (@Sendable () -> Void)? { failureHook.withLock { $0 } }
 
     func record(_ error: MySQLError) {
         value.withLock { $0 = error }

@@ -2,6 +2,7 @@ import Foundation
 import Histogram
 import MemcachedSessionStorage
 import MySQLSessionStorage
+import PostgresSessionStorage
 import RedisClusterSessionStorage
 import RedisSessionStorage
 import SessionStorage
@@ -73,7 +74,7 @@ struct Options {
             case "--help", "-h":
                 print(
                     """
-                    usage: storage-bench [--backend memory|memory-zone|hummingbird-memory|memcached|redis|redis-cluster|mysql]
+                    usage: storage-bench [--backend memory|memory-zone|hummingbird-memory|memcached|redis|redis-cluster|mysql|postgres]
                                          [--host H] [--port P] [--nodes H:P,H:P] [--pool-size N] [--numeric-keys]
                                          [--user U] [--password P] [--database D]
                     --numeric-keys: keys are the index zero-padded to 43 digits (pgbench's keys) [--tasks N] [--seconds S]
@@ -130,6 +131,17 @@ func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () as
         let store = try MySQLSessionStore(configuration: configuration)
         prepare = { try await store.migrate() }
         return (StoreTarget(store: store), { try await store.run() })
+    case "postgres":
+        var configuration = PostgresSessionStore.Configuration()
+        configuration.host = options.host
+        configuration.port = options.port ?? 5432
+        configuration.username = options.user
+        configuration.password = options.password
+        configuration.database = options.database
+        configuration.poolSize = options.poolSize
+        let store = try PostgresSessionStore(configuration: configuration)
+        prepare = { try await store.migrate() }
+        return (StoreTarget(store: store), { await store.run() })
     default:
         return (makeLocalTarget(options), nil)
     }
