@@ -196,7 +196,7 @@ let package = Package(
             name: "SessionStorageURL",
             dependencies: [
                 "SessionStorage", "RedisSessionStorage", "RedisClusterSessionStorage", "MemcachedSessionStorage",
-                "MySQLSessionStorage",
+                "MySQLSessionStorage", "PostgresSessionStorage",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -343,7 +343,7 @@ let package = Package(
             name: "SessionStorageURLTests",
             dependencies: [
                 "SessionStorageURL", "SessionStorage", "RedisSessionStorage", "RedisClusterSessionStorage",
-                "MemcachedSessionStorage", "MySQLSessionStorage",
+                "MemcachedSessionStorage", "MySQLSessionStorage", "PostgresSessionStorage",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

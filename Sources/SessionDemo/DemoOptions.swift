@@ -16,7 +16,8 @@ struct DemoOptions: Sendable {
 
           --storage URL   where sessions live (default memory://demo), e.g.
                           redis://127.0.0.1:6379/0, redis-sentinel://h:26379/mymaster,
-                          memcached://127.0.0.1:11211, mysql://user:pass@127.0.0.1/db?migrate=true
+                          memcached://127.0.0.1:11211, mysql://user:pass@127.0.0.1/db?migrate=true,
+                          postgres://user:pass@127.0.0.1/db?migrate=true
           --secret S      the cookie key (default: $SESSION_DEMO_SECRET, else random per run)
         """
 

@@ -1,6 +1,7 @@
 import Logging
 import MemcachedSessionStorage
 import MySQLSessionStorage
+import PostgresSessionStorage
 import RedisClusterSessionStorage
 import RedisSessionStorage
 import ServiceLifecycle
@@ -9,9 +10,8 @@ import SessionStorage
 /// Makes a session store from a storage URL, one maker per scheme.
 ///
 /// ``standard`` knows `memory://`, `redis://`, `rediss://`, `redis-sentinel://`,
-/// `redis-cluster://`, `memcached://`, `mysql://` and `mariadb://`; ``register(scheme:_:)``
-/// adds a scheme (a backend of your own, or one of this project's that a later release adds,
-/// such as `postgres://`).
+/// `redis-cluster://`, `memcached://`, `mysql://`, `mariadb://`, `postgres://` and
+/// `postgresql://`; ``register(scheme:_:)`` adds a scheme (a backend of your own).
 ///
 ///     let store = try SessionStorageFactory.standard.makeStore(url: "redis://127.0.0.1:6379/0?prefix=sessions")
 ///     // run `store` in your ServiceGroup: it owns the connection pool
@@ -44,7 +44,8 @@ public struct SessionStorageFactory: Sendable {
         factory.register(scheme: "memcached", StorageURLBackends.memcached)
         factory.register(scheme: "mysql", StorageURLBackends.mysql)
         factory.register(scheme: "mariadb", StorageURLBackends.mysql)
-        // `postgres://` is registered here once its storage module is part of this package.
+        factory.register(scheme: "postgres", StorageURLBackends.postgres)
+        factory.register(scheme: "postgresql", StorageURLBackends.postgres)
         return factory
     }
 

@@ -1,6 +1,7 @@
 import Logging
 import MemcachedSessionStorage
 import MySQLSessionStorage
+import PostgresSessionStorage
 import RedisClusterSessionStorage
 import RedisSessionStorage
 import SessionStorage
@@ -237,6 +238,47 @@ enum StorageURLBackends {
         if let policy = try rememberRotation(&parameters) { configuration.rememberRotation = policy }
         let migrate = try parameters.bool("migrate") ?? false
         let store = try MySQLSessionStore(configuration: configuration, logger: logger)
+        var prepare: (@Sendable () async throws -> Void)?
+        if migrate {
+            prepare = { try await store.migrate() }
+        }
+        return ConfiguredSessionStore(store: store, redactedURL: url.redacted, services: [store], prepare: prepare)
+    }
+
+    // MARK: PostgreSQL
+
+    /// `postgres://user[:password]@host[:port]/database?tls=require&migrate=true` (also `postgresql://`).
+    static func postgres(_ url: SessionStorageURL, _ parameters: inout SessionStorageURLParameters, _ logger: Logger) throws -> ConfiguredSessionStore {
+        var configuration = PostgresSessionStore.Configuration(
+            username: url.user ?? "postgres", password: url.password, database: url.path.isEmpty ? nil : url.path)
+        if let (host, port) = try single(url, defaultPort: 5432) {
+            configuration.host = host
+            configuration.port = port
+        }
+        if let socket = try parameters.nonEmptyString("socket") { configuration.socket = socket }
+        if let value = try parameters.nonEmptyString("application") { configuration.application = value }
+        if let value = try parameters.nonEmptyString("table") { configuration.tableName = value }
+        if let value = try parameters.nonEmptyString("table_meta") { configuration.tableNameMeta = value }
+        let verify = try parameters.bool("tls_verify")
+        let caFile = try parameters.nonEmptyString("tls_ca_file")
+        let serverName = try parameters.nonEmptyString("tls_server_name")
+        let mode = try parameters.choice(
+            "tls", ["disable": "disable", "false": "disable", "prefer": "prefer", "require": "require", "true": "require"]) ?? "disable"
+        switch mode {
+        case "prefer": configuration.tls = .prefer(verify: verify ?? false, caFile: caFile, serverName: serverName)
+        case "require": configuration.tls = .require(verify: verify ?? true, caFile: caFile, serverName: serverName)
+        default: configuration.tls = .disable
+        }
+        if let value = try parameters.duration("connect_timeout") { configuration.connectTimeout = value }
+        if let value = try parameters.duration("send_timeout") { configuration.sendTimeout = value }
+        if let value = try parameters.duration("read_timeout") { configuration.readTimeout = value }
+        if let value = try parameters.duration("keepalive_timeout") { configuration.keepaliveTimeout = value }
+        configuration.pool = try parameters.nonEmptyString("pool")
+        if let value = try parameters.int("pool_size", in: 1...10_000) { configuration.poolSize = value }
+        configuration.backlog = try parameters.int("backlog", in: 0...1_000_000)
+        if let policy = try rememberRotation(&parameters) { configuration.rememberRotation = policy }
+        let migrate = try parameters.bool("migrate") ?? false
+        let store = try PostgresSessionStore(configuration: configuration, logger: logger)
         var prepare: (@Sendable () async throws -> Void)?
         if migrate {
             prepare = { try await store.migrate() }

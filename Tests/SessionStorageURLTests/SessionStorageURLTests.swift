@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MemcachedSessionStorage
 import MySQLSessionStorage
+import PostgresSessionStorage
 import RedisClusterSessionStorage
 import RedisSessionStorage
 import SessionStorage
@@ -80,7 +81,7 @@ private func expectURLError(
     let factory = SessionStorageFactory.standard
 
     @Test func knownSchemes() {
-        #expect(factory.schemes == ["mariadb", "memcached", "memory", "mysql", "redis", "redis-cluster", "redis-sentinel", "rediss"])
+        #expect(factory.schemes == ["mariadb", "memcached", "memory", "mysql", "postgres", "postgresql", "redis", "redis-cluster", "redis-sentinel", "rediss"])
     }
 
     @Test func memoryOptions() throws {
@@ -207,6 +208,25 @@ private func expectURLError(
         expectURLError(.storeFailed) { _ = try factory.makeStore(url: "mysql://u:\(secret)@db/app?table=a%60b", logger: quiet) }
     }
 
+    @Test func postgresOptions() throws {
+        let configured = try factory.makeStore(
+            url: "postgres://sess:\(secret)@db:5433/app?tls=require&tls_verify=false&table=s&table_meta=sm&application=web&pool_size=7",
+            logger: quiet)
+        let configuration = try #require(configured.store as? PostgresSessionStore).configuration
+        #expect(configuration.username == "sess")
+        #expect(configuration.password == secret)
+        #expect(configuration.host == "db")
+        #expect(configuration.port == 5433)
+        #expect(configuration.database == "app")
+        #expect(configuration.tls == .require(verify: false))
+        #expect(configuration.tableName == "s")
+        #expect(configuration.tableNameMeta == "sm")
+        #expect(configuration.application == "web")
+        #expect(configuration.poolSize == 7)
+        #expect(!configured.redactedURL.contains(secret))
+        expectURLError(.invalidParameter) { _ = try factory.makeStore(url: "postgres://u@db?tls=maybe", logger: quiet) }
+    }
+
     @Test func unknownSchemesAndParametersNeverShowThePassword() {
         let scheme = expectURLError(.unsupportedScheme) { _ = try factory.makeStore(url: "ftp://u:\(secret)@h", logger: quiet) }
         #expect(scheme?.parameter == "ftp")
@@ -320,6 +340,15 @@ private func roundTrip(_ url: String) async throws {
 
     @Test func memcached() async throws {
         try await roundTrip("memcached://127.0.0.1:\(try environment("MEMCACHED_PORT"))?prefix=url-test")
+    }
+
+    @Test func postgresWithMigration() async throws {
+        let user = try environment("PG_USER")
+        let password = try environment("PG_PASSWORD").addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        let suffix = UUID().uuidString.prefix(8).lowercased()
+        try await roundTrip(
+            "postgres://\(user):\(password)@127.0.0.1:\(try environment("PG_PORT"))/\(try environment("PG_DATABASE"))"
+                + "?tls=prefer&migrate=true&table=url_s_\(suffix)&table_meta=url_m_\(suffix)")
     }
 
     @Test func mysqlWithMigration() async throws {
