@@ -192,11 +192,12 @@ final class PostgresStoreClient: Sendable {
 /// A connection leased for one operation, whose statements all finish by `deadline`.
 ///
 /// Every statement goes through ``query(_:)``, which returns on the first of: the statement's
-/// result, the connection's close, or the deadline (which also closes the connection, as its
-/// state is then unknown). postgres-nio 1.33.2's `PostgresConnection.query` writes its request
-/// with no write promise: on a connection whose channel has already closed (the server went
-/// away between the lease and the write), the write is dropped by the channel and the query's
-/// own promise is never completed, so awaiting it alone never returns.
+/// result or the deadline (which also closes the connection, as its state is then unknown).
+/// postgres-nio 1.33.2's `PostgresConnection.query` writes its request with no write promise:
+/// on a connection whose channel has already closed (the server went away between the lease
+/// and the write), the write is dropped by the channel and the query's own promise is never
+/// completed, so awaiting it alone never returns. ``query(_:)`` therefore writes only from the
+/// connection's event loop, after checking there that the channel is still active.
 struct LeasedConnection: Sendable {
     let connection: PostgresConnection
     let deadline: NIODeadline
@@ -218,21 +219,26 @@ struct LeasedConnection: Sendable {
                     .timeout, "the statement did not complete within the send and read timeouts; the connection was closed"))
             }
         }
-        connection.query(query, logger: logger).whenComplete { result in
+        // The statement is written from the connection's event loop, after checking there that
+        // the channel is still active: on its own event loop a write goes through the pipeline
+        // at once, and while the channel is active its handlers are all in place, so the
+        // statement reaches postgres-nio's handler, which answers it even if the connection
+        // closes next. (A write issued from another thread could arrive after the close and
+        // be dropped, with the statement's promise never completed.)
+        let logger = self.logger
+        eventLoop.flatSubmit { () -> EventLoopFuture<PostgresQueryResult> in
+            guard !connection.isClosed else {
+                return eventLoop.makeFailedFuture(
+                    PostgresErrorMapping.error(.connectionClosed, "the connection closed before the statement was sent"))
+            }
+            return connection.query(query, logger: logger)
+        }.whenComplete { result in
             guard settled.settle() else { return }
             timer.cancel()
             switch result {
             case .success(let rows): outcome.succeed(rows)
             case .failure(let error): outcome.fail(PostgresErrorMapping.map(error, phase: .query))
             }
-        }
-        // A statement in flight when the connection closes fails before the close future
-        // completes (channelInactive comes first); one written after the close is dropped and
-        // only this callback ends the wait.
-        connection.closeFuture.whenComplete { _ in
-            guard settled.settle() else { return }
-            timer.cancel()
-            outcome.fail(PostgresErrorMapping.error(.connectionClosed, "the connection closed before the statement completed"))
         }
         return try await outcome.futureResult.get()
     }
