@@ -114,22 +114,53 @@ public enum Base64URL {
 
     /// Encodes bytes without padding.
     public static func encode<Bytes: Collection>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
-        var out = [UInt8]()
-        out.reserveCapacity((bytes.count * 4 + 2) / 3)
-        var iterator = bytes.makeIterator()
-        while let b0 = iterator.next() {
-            let b1 = iterator.next()
-            let b2 = iterator.next()
-            out.append(alphabet[Int(b0 >> 2)])
-            out.append(alphabet[Int(((b0 & 0x03) << 4) | ((b1 ?? 0) >> 4))])
-            if let b1 {
-                out.append(alphabet[Int(((b1 & 0x0F) << 2) | ((b2 ?? 0) >> 6))])
-            }
-            if let b2 {
-                out.append(alphabet[Int(b2 & 0x3F)])
+        if let encoded = bytes.withContiguousStorageIfAvailable({ encode(buffer: $0) }) {
+            return encoded
+        }
+        return Array(bytes).withUnsafeBufferPointer { encode(buffer: $0) }
+    }
+
+    /// Encodes bytes without padding (the concrete entry point: no generic dispatch per byte).
+    public static func encode(_ bytes: [UInt8]) -> String {
+        bytes.withUnsafeBufferPointer { encode(buffer: $0) }
+    }
+
+    /// Writes the text straight into the string's storage, one table lookup per character.
+    private static func encode(buffer input: UnsafeBufferPointer<UInt8>) -> String {
+        let count = (input.count * 4 + 2) / 3
+        guard count > 0 else { return "" }
+        return alphabet.withUnsafeBufferPointer { table in
+            String(unsafeUninitializedCapacity: count) { out in
+                var i = 0
+                var o = 0
+                let whole = input.count - input.count % 3
+                while i < whole {
+                    let b0 = input[i], b1 = input[i + 1], b2 = input[i + 2]
+                    out[o] = table[Int(b0 >> 2)]
+                    out[o + 1] = table[Int(((b0 & 0x03) << 4) | (b1 >> 4))]
+                    out[o + 2] = table[Int(((b1 & 0x0F) << 2) | (b2 >> 6))]
+                    out[o + 3] = table[Int(b2 & 0x3F)]
+                    i += 3
+                    o += 4
+                }
+                switch input.count - whole {
+                case 1:
+                    let b0 = input[i]
+                    out[o] = table[Int(b0 >> 2)]
+                    out[o + 1] = table[Int((b0 & 0x03) << 4)]
+                    o += 2
+                case 2:
+                    let b0 = input[i], b1 = input[i + 1]
+                    out[o] = table[Int(b0 >> 2)]
+                    out[o + 1] = table[Int(((b0 & 0x03) << 4) | (b1 >> 4))]
+                    out[o + 2] = table[Int((b1 & 0x0F) << 2)]
+                    o += 3
+                default:
+                    break
+                }
+                return o
             }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Decodes base64url without padding (trailing `=` tolerated); `nil` on any other character

@@ -1,3 +1,4 @@
+import Foundation
 import SessionStorage
 import SessionStorageConformance
 import Testing
@@ -42,6 +43,17 @@ struct CodecTests {
             #expect(Base64URL.decode(encoded) == bytes)
         }
         #expect(Base64URL.encode(Array(0..<32)) == "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8")
+        // against Foundation's encoder, through the array, contiguous-slice and generic paths
+        for length in 0..<70 {
+            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 97 &+ 200) }
+            let expected = Data(bytes).base64EncodedString()
+                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+            #expect(Base64URL.encode(bytes) == expected)
+            #expect(Base64URL.encode(([0] + bytes)[1...]) == expected)
+            #expect(Base64URL.encode(bytes.lazy.map { $0 }) == expected)
+            #expect(Base64URL.encode(Data(bytes)) == expected)
+        }
         #expect(Base64URL.decode("a") == nil)
         #expect(Base64URL.decode("a+b/") == nil)
     }
