@@ -38,7 +38,12 @@ let manager = try SessionManager(configuration: configuration, storage: storage)
 
 // One session with 1 KiB of data; each request carries its cookie.
 @Sendable func cookieHeader(_ setCookies: [String]) -> String {
-    setCookies.map { String($0.prefix { $0 != ";" }) }.joined(separator: "; ")
+    // what a browser sends back: each Set-Cookie's name=value (byte-wise: the harness must not
+    // cost more than what it measures)
+    setCookies.map { cookie in
+        let utf8 = cookie.utf8
+        return String(cookie[..<(utf8.firstIndex(of: UInt8(ascii: ";")) ?? utf8.endIndex)])
+    }.joined(separator: "; ")
 }
 func firstCookie(_ manager: SessionManager, dataBytes: Int) async throws -> String {
     var first = manager.new(SessionRequest(cookieHeader: nil))
