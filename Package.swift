@@ -349,9 +349,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "AdapterTestSupport",
+            dependencies: [
+                "RestySession", "SessionStorage", "RedisSessionStorage",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/AdapterTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "HummingbirdRestySessionTests",
             dependencies: [
+                "AdapterTestSupport",
                 "HummingbirdRestySession", "RestySession", "SessionStorage", "RedisSessionStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -364,6 +374,7 @@ let package = Package(
         .testTarget(
             name: "VaporRestySessionTests",
             dependencies: [
+                "AdapterTestSupport",
                 "VaporRestySession", "RestySession", "SessionStorage", "RedisSessionStorage",
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "VaporTesting", package: "vapor"),

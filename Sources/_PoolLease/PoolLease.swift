@@ -109,9 +109,6 @@ public final class PoolLeaseWaiters<Connection: PooledConnection>: Sendable {
     /// Creates an empty registry.
     public init() {}
 
-    /// How many callers wait right now.
-    public var count: Int { state.withLock { $0.waiting.count } }
-
     /// Leases a connection: `request` hands the request to the pool
     /// (`pool.leaseConnection(_:)`); after `timeout` (a timer on `eventLoop`), or when the
     /// calling task is cancelled, or on ``abandonAll(cancel:)``, `cancel` asks the pool to

@@ -1,3 +1,4 @@
+import AdapterTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
