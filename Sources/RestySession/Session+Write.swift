@@ -42,8 +42,7 @@ extension Session {
         var plaintext = Self.encodeEntries(entries)
         let threshold = settings.configuration.compressionThreshold
         if threshold != 0, plaintext.count > threshold {
-            let deflated = RawDeflate.deflate(plaintext)
-            if deflated.count < plaintext.count {
+            if let deflated = RawDeflate.deflate(plaintext, ifSmallerThan: plaintext.count) {
                 flags.insert(.deflate)
                 plaintext = deflated
             }

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CRestySessionShims
 
 /// Where the session core reads the time: Unix seconds. Inject a fixed or stepping clock in
 /// tests; every timeout, creation time and storage TTL comes from it.
@@ -45,10 +46,24 @@ public struct SessionRandom: Sendable {
         return bytes
     }
 
-    /// The system's cryptographically secure generator (`SystemRandomNumberGenerator`:
-    /// `getrandom(2)` on Linux, `arc4random_buf` on Darwin).
+    /// The system's cryptographically secure generator: one `getrandom(2)` call for all the
+    /// bytes on Linux (the kernel's CSPRNG, never blocking once seeded), `arc4random_buf` on
+    /// Darwin.
     public static let system = SessionRandom { count in
+        [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            systemRandom(buffer)
+            initialized = count
+        }
+    }
+}
+
+/// Fills `buffer` from the system's CSPRNG: one `getrandom(2)` call on Linux.
+func systemRandom(_ buffer: UnsafeMutableBufferPointer<UInt8>) {
+    guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+    if c_resty_session_random(base, buffer.count) != 0 {
+        // no getrandom (Linux < 3.17): the standard library's generator, which traps if it
+        // cannot read the kernel's randomness either
         var generator = SystemRandomNumberGenerator()
-        return (0..<count).map { _ in generator.next() }
+        for index in buffer.indices { buffer[index] = generator.next() }
     }
 }

@@ -47,6 +47,17 @@ struct CodecTests {
         // Repetitive JSON shrinks a lot.
         let json = Array(String(repeating: #"{"user":"alice","role":"admin"},"#, count: 100).utf8)
         #expect(RawDeflate.deflate(json).count < json.count / 10)
+        #expect(RawDeflate.deflate(json, ifSmallerThan: json.count) == RawDeflate.deflate(json))
+        // incompressible input: the limited form gives up, the full form still round-trips
+        var noise = SplitMix64(seed: 5)
+        let random = (0..<1500).map { _ in UInt8.random(in: 0...255, using: &noise) }
+        #expect(RawDeflate.deflate(random, ifSmallerThan: random.count) == nil)
+        #expect(try RawInflate.inflate(RawDeflate.deflate(random), limit: random.count) == random)
+        // a long unmatched run followed by repetition still compresses (the skip-ahead resets)
+        let mixed = random + Array(repeating: 0x41, count: 3000)
+        let deflatedMixed = try #require(RawDeflate.deflate(mixed, ifSmallerThan: mixed.count))
+        #expect(deflatedMixed.count < random.count + 300)
+        #expect(try RawInflate.inflate(deflatedMixed, limit: mixed.count) == mixed)
     }
 
     @Test func inflateRejectsMalformedStreamsWithoutTrapping() throws {
@@ -121,6 +132,77 @@ struct CodecTests {
         #expect(StrictBase64URL.decode(Array("AQ==".utf8)) == nil)
         #expect(StrictBase64URL.decode(Array("+/8".utf8)) == nil)
         #expect(StrictBase64URL.decode(Array("-_8".utf8)) == [0xFB, 0xFF])
+    }
+
+    @Test func strictBase64MatchesTheStandardDecoderOnEveryLength() {
+        // every length 0…200 with random bytes: decoding our encoding gives the bytes back, and
+        // any change of the last character's unused bits is rejected
+        var rng = SplitMix64(seed: 11)
+        for length in 0...200 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let text = Array(Base64URL.encode(bytes).utf8)
+            #expect(StrictBase64URL.decode(text) == bytes, "length \(length)")
+            #expect(StrictBase64URL.decode(text[...]) == bytes, "slice, length \(length)")
+            if length % 3 != 0, var last = text.last {
+                // flip the lowest bit of the last character's 6-bit value: only unused bits change
+                let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+                last = alphabet[alphabet.firstIndex(of: last)! ^ 1]
+                #expect(StrictBase64URL.decode(text.dropLast() + [last]) == nil, "length \(length)")
+            }
+            if length > 0 {
+                var corrupted = text
+                corrupted[Int.random(in: 0..<text.count, using: &rng)] = UInt8(ascii: "=")
+                #expect(StrictBase64URL.decode(corrupted) == nil)
+            }
+        }
+    }
+
+    // MARK: HMAC, HKDF, random
+
+    @Test func hmacMatchesSwiftCryptoForEveryKeyAndMessageShape() {
+        var rng = SplitMix64(seed: 3)
+        for keyLength in [0, 1, 31, 32, 63, 64, 65, 200] {
+            let key = (0..<keyLength).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let hmac = HMACSHA256(key: key)
+            for messageLength in [0, 1, 55, 56, 64, 66, 119, 120, 1000] {
+                let message = (0..<messageLength).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                let split = messageLength / 3
+                var ours = [UInt8](repeating: 0, count: 32)
+                message.withUnsafeBytes { all in
+                    ours.withUnsafeMutableBytes {
+                        hmac.authenticate(UnsafeRawBufferPointer(rebasing: all[..<split]), UnsafeRawBufferPointer(rebasing: all[split...]), into: $0)
+                    }
+                }
+                let reference = Array(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key)))
+                #expect(ours == reference, "key \(keyLength), message \(messageLength)")
+            }
+        }
+    }
+
+    @Test func hkdfMatchesSwiftCrypto() {
+        let key = SessionKey(ikm: (0..<32).map { UInt8($0) })
+        let sid = (0..<32).map { UInt8(255 - $0) }
+        for (usage, count) in [("encryption", 44), ("authentication", 32), ("encryption", 64), ("authentication", 1)] {
+            let reference = HKDF<SHA256>.deriveKey(
+                inputKeyMaterial: SymmetricKey(data: key.ikm),
+                info: Array(usage.utf8) + [UInt8(ascii: ":")] + sid,
+                outputByteCount: count
+            ).withUnsafeBytes { Array($0) }
+            let ours = usage == "encryption"
+                ? key.expand(usage: "encryption", nonce: sid, count: count)
+                : key.expand(usage: "authentication", nonce: sid, count: count)
+            #expect(ours == reference, "\(usage) \(count)")
+        }
+    }
+
+    @Test func systemRandomFillsEveryByte() {
+        // 4 KiB from the system source: every byte value shows up (a stuck or short fill would
+        // leave zeros or repeat), and two calls differ
+        let first = SessionRandom.system.bytes(4096)
+        let second = SessionRandom.system.bytes(4096)
+        #expect(Set(first).count == 256)
+        #expect(first != second)
+        #expect(SessionRandom.system.bytes(0).isEmpty)
     }
 
     // MARK: PBKDF2, header

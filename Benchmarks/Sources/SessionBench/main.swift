@@ -41,8 +41,10 @@ let manager = try SessionManager(configuration: configuration, storage: storage)
     // what a browser sends back: each Set-Cookie's name=value (byte-wise: the harness must not
     // cost more than what it measures)
     setCookies.map { cookie in
-        let utf8 = cookie.utf8
-        return String(cookie[..<(utf8.firstIndex(of: UInt8(ascii: ";")) ?? utf8.endIndex)])
+        var cookie = cookie
+        return cookie.withUTF8 { bytes in
+            String(decoding: bytes[..<(bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex)], as: UTF8.self)
+        }
     }.joined(separator: "; ")
 }
 func firstCookie(_ manager: SessionManager, dataBytes: Int) async throws -> String {

@@ -3,131 +3,235 @@
 /// decoder (zlib with `windowBits = -15`, as lua-resty-session uses) reads it.
 ///
 /// The session core compares the result with the input's size and keeps the smaller, as
-/// lua-resty-session does, so incompressible data costs nothing.
+/// lua-resty-session does, so incompressible data costs nothing; ``deflate(_:ifSmallerThan:)``
+/// gives up as soon as the output reaches that size.
+///
+/// Runs on raw buffers with precomputed (bit-reversed) codes. Like LZ4, it searches less often
+/// the longer it goes without finding a match (every second position after 32 misses in a
+/// row, every third after 64, …), which makes incompressible input (random ids, ciphertext,
+/// base64) cheap while costing almost nothing on text that repeats itself.
 enum RawDeflate {
     private static let windowSize = 32_768
     private static let minimumMatch = 3
     private static let maximumMatch = 258
     private static let maximumHashBits = 15
     private static let maximumChainLength = 64
+    private static let missesPerSkip = 32
 
     /// Compresses `input` into a single final fixed-Huffman block.
     static func deflate(_ input: [UInt8]) -> [UInt8] {
-        var writer = BitWriter()
-        writer.reserve(input.count / 2 + 16)
-        writer.write(1, count: 1)  // BFINAL
-        writer.write(1, count: 2)  // BTYPE = 01, fixed Huffman
+        compress(input, limit: .max)!
+    }
 
+    /// Compresses `input`, or returns `nil` once the output would be `limit` bytes or more.
+    static func deflate(_ input: [UInt8], ifSmallerThan limit: Int) -> [UInt8]? {
+        compress(input, limit: limit)
+    }
+
+    // MARK: codes (RFC 1951 §3.2.5–3.2.6), bit-reversed for an LSB-first writer
+
+    /// Literal/length symbol → `reversedCode << 8 | length`.
+    private static let literalCodes: [UInt32] = (0..<288).map { symbol in
+        let (code, length): (Int, Int) = switch symbol {
+        case 0..<144: (0x30 + symbol, 8)
+        case 144..<256: (0x190 + symbol - 144, 9)
+        case 256..<280: (symbol - 256, 7)
+        default: (0xC0 + symbol - 280, 8)
+        }
+        return UInt32(reversed(code, length: length)) << 8 | UInt32(length)
+    }
+
+    /// Match length (index = length) → `extraValue << 16 | lengthSymbolIndex`; 0 below 3.
+    private static let lengthCodes: [UInt32] = (0...maximumMatch).map { length in
+        guard length >= minimumMatch else { return 0 }
+        var index = RawInflate.Tables.lengthBase.count - 1
+        while RawInflate.Tables.lengthBase[index] > length { index -= 1 }
+        return UInt32(length - RawInflate.Tables.lengthBase[index]) << 16 | UInt32(index)
+    }
+
+    /// Distance code index of `distance - 1` for distances up to 256, and of
+    /// `256 + (distance - 1) >> 7` above (every base above 256 is 1 + a multiple of 128).
+    private static let distanceCodes: [UInt8] = (0..<512).map { slot in
+        let distance = slot < 256 ? slot + 1 : ((slot - 256) << 7) + 1
+        guard slot < 256 || slot >= 258 else { return 0 }
+        var index = RawInflate.Tables.distanceBase.count - 1
+        while RawInflate.Tables.distanceBase[index] > distance { index -= 1 }
+        return UInt8(index)
+    }
+
+    /// The 5-bit distance codes, bit-reversed.
+    private static let reversedDistanceCodes: [UInt32] = (0..<30).map { UInt32(reversed($0, length: 5)) }
+
+    private static let lengthExtraBits: [UInt32] = RawInflate.Tables.lengthExtra.map(UInt32.init)
+    private static let distanceBases: [UInt32] = RawInflate.Tables.distanceBase.map(UInt32.init)
+    private static let distanceExtraBits: [UInt32] = RawInflate.Tables.distanceExtra.map(UInt32.init)
+
+    private static func reversed(_ code: Int, length: Int) -> Int {
+        var result = 0
+        for bit in 0..<length where code & (1 << (length - 1 - bit)) != 0 { result |= 1 << bit }
+        return result
+    }
+
+    // MARK: compression
+
+    private static func compress(_ input: [UInt8], limit: Int) -> [UInt8]? {
         let count = input.count
+        // fixed codes: at most 9 bits per input byte, plus the header, the end code and a flush
+        let capacity = count + count / 8 + 16
+        var gaveUp = false
+        let output = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+            input.withUnsafeBufferPointer { source in
+                literalCodes.withUnsafeBufferPointer { literals in
+                    var writer = BitWriter(base: buffer.baseAddress!)
+                    writer.write(0b011, bits: 3)  // BFINAL = 1, BTYPE = 01 (fixed Huffman)
+                    if !encode(source, literals: literals, limit: limit, into: &writer) {
+                        gaveUp = true
+                        initialized = 0
+                        return
+                    }
+                    let end = literals[256]
+                    writer.write(end >> 8, bits: end & 0xFF)
+                    initialized = writer.finish()
+                    if initialized >= limit { gaveUp = true }
+                }
+            }
+        }
+        return gaveUp ? nil : output
+    }
+
+    /// The LZ77 pass; `false` when the output reached `limit`.
+    private static func encode(
+        _ source: UnsafeBufferPointer<UInt8>,
+        literals: UnsafeBufferPointer<UInt32>,
+        limit: Int,
+        into writer: inout BitWriter
+    ) -> Bool {
+        let count = source.count
+        guard count > 0 else { return true }
         // A table about the input's size: session data is a few KiB, and filling a 32 Ki-entry
-        // table for each cookie cost more than the matching itself.
+        // table for each cookie costs more than the matching itself.
         let hashBits = min(maximumHashBits, max(8, Int.bitWidth - count.leadingZeroBitCount))
         let hashSize = 1 << hashBits
-        var head = [Int32](repeating: -1, count: hashSize)
-        var previous = [Int32](repeating: -1, count: count)
-
-        func hash(at position: Int) -> Int {
-            let value = (Int(input[position]) << 10) ^ (Int(input[position + 1]) << 5) ^ Int(input[position + 2])
-            return (value &* 2_654_435_761) >> 7 & (hashSize - 1)
+        let hashShift = 32 - hashBits
+        let head = UnsafeMutablePointer<Int32>.allocate(capacity: hashSize)
+        head.initialize(repeating: -1, count: hashSize)
+        // only positions that were inserted are ever read back, so no initialization needed
+        let previous = UnsafeMutablePointer<Int32>.allocate(capacity: count)
+        defer {
+            head.deallocate()
+            previous.deallocate()
         }
-        func insert(at position: Int) {
-            guard position + minimumMatch <= count else { return }
-            let slot = hash(at: position)
+        let bytes = source.baseAddress!
+
+        @inline(__always) func hash(_ position: Int) -> Int {
+            let value = UInt32(bytes[position]) | UInt32(bytes[position + 1]) << 8 | UInt32(bytes[position + 2]) << 16
+            return Int((value &* 2_654_435_761) >> UInt32(hashShift))
+        }
+        @inline(__always) func insert(_ position: Int) {
+            let slot = hash(position)
             previous[position] = head[slot]
-            head[slot] = Int32(position)
+            head[slot] = Int32(truncatingIfNeeded: position)
+        }
+        @inline(__always) func literal(_ byte: UInt8, _ writer: inout BitWriter) {
+            let code = literals[Int(byte)]
+            writer.write(code >> 8, bits: code & 0xFF)
         }
 
+        let lastHashable = count - minimumMatch  // a position needs 3 bytes to be hashed
         var position = 0
+        var misses = 0
         while position < count {
             var bestLength = 0
             var bestDistance = 0
-            if position + minimumMatch <= count {
-                var candidate = Int(head[hash(at: position)])
+            if position <= lastHashable {
+                let slot = hash(position)
+                var candidate = Int(head[slot])
+                previous[position] = head[slot]
+                head[slot] = Int32(truncatingIfNeeded: position)
                 var chain = maximumChainLength
-                let limit = min(maximumMatch, count - position)
+                let longest = min(maximumMatch, count - position)
                 while candidate >= 0, position - candidate <= windowSize, chain > 0 {
-                    var length = 0
-                    while length < limit, input[candidate + length] == input[position + length] { length += 1 }
-                    if length > bestLength {
-                        bestLength = length
-                        bestDistance = position - candidate
-                        if length == limit { break }
+                    // a longer match must at least agree at the current best length
+                    if bytes[candidate + bestLength] == bytes[position + bestLength] {
+                        var length = 0
+                        while length < longest, bytes[candidate + length] == bytes[position + length] { length += 1 }
+                        if length > bestLength {
+                            bestLength = length
+                            bestDistance = position - candidate
+                            if length == longest { break }
+                        }
                     }
                     candidate = Int(previous[candidate])
                     chain -= 1
                 }
             }
             if bestLength >= minimumMatch {
-                writeLength(bestLength, &writer)
-                writeDistance(bestDistance, &writer)
-                for offset in 0..<bestLength { insert(at: position + offset) }
-                position += bestLength
+                let lengthCode = lengthCodes[bestLength]
+                let lengthIndex = Int(lengthCode & 0xFFFF)
+                let symbol = literals[257 + lengthIndex]
+                writer.write(symbol >> 8, bits: symbol & 0xFF)
+                writer.write(lengthCode >> 16, bits: lengthExtraBits[lengthIndex])
+                let distanceIndex = Int(
+                    bestDistance <= 256 ? distanceCodes[bestDistance - 1] : distanceCodes[256 + ((bestDistance - 1) >> 7)]
+                )
+                writer.write(reversedDistanceCodes[distanceIndex], bits: 5)
+                writer.write(UInt32(bestDistance) - distanceBases[distanceIndex], bits: distanceExtraBits[distanceIndex])
+                let end = position + bestLength
+                var next = position + 1
+                while next < end, next <= lastHashable {
+                    insert(next)
+                    next += 1
+                }
+                position = end
+                misses = 0
             } else {
-                writeLiteral(Int(input[position]), &writer)
-                insert(at: position)
+                literal(bytes[position], &writer)
                 position += 1
+                misses += 1
+                // no match for a while: emit the next few bytes without searching from them
+                var skip = min(misses / missesPerSkip, count - position)
+                while skip > 0 {
+                    literal(bytes[position], &writer)
+                    position += 1
+                    skip -= 1
+                }
             }
+            if writer.byteCount >= limit { return false }
         }
-        writeLiteral(256, &writer)
-        return writer.finish()
+        return true
     }
 
-    // MARK: fixed codes (RFC 1951 §3.2.6)
-
-    private static func writeLiteral(_ symbol: Int, _ writer: inout BitWriter) {
-        switch symbol {
-        case 0..<144: writer.writeCode(0x30 + symbol, length: 8)
-        case 144..<256: writer.writeCode(0x190 + symbol - 144, length: 9)
-        case 256..<280: writer.writeCode(symbol - 256, length: 7)
-        default: writer.writeCode(0xC0 + symbol - 280, length: 8)
-        }
-    }
-
-    private static func writeLength(_ length: Int, _ writer: inout BitWriter) {
-        var index = RawInflate.Tables.lengthBase.count - 1
-        while RawInflate.Tables.lengthBase[index] > length { index -= 1 }
-        writeLiteral(257 + index, &writer)
-        writer.write(length - RawInflate.Tables.lengthBase[index], count: RawInflate.Tables.lengthExtra[index])
-    }
-
-    private static func writeDistance(_ distance: Int, _ writer: inout BitWriter) {
-        var index = RawInflate.Tables.distanceBase.count - 1
-        while RawInflate.Tables.distanceBase[index] > distance { index -= 1 }
-        writer.writeCode(index, length: 5)
-        writer.write(distance - RawInflate.Tables.distanceBase[index], count: RawInflate.Tables.distanceExtra[index])
-    }
-
+    /// Bits written least significant first into a buffer the caller sized.
     struct BitWriter {
-        private var bytes: [UInt8] = []
+        private let base: UnsafeMutablePointer<UInt8>
+        private(set) var byteCount = 0
         private var buffer: UInt64 = 0
-        private var count = 0
+        private var bitCount: UInt32 = 0
 
-        mutating func reserve(_ capacity: Int) { bytes.reserveCapacity(capacity) }
+        init(base: UnsafeMutablePointer<UInt8>) { self.base = base }
 
-        /// Writes `count` bits of `value`, least significant first (extra bits, headers).
-        mutating func write(_ value: Int, count bits: Int) {
-            guard bits > 0 else { return }
-            buffer |= UInt64(value & ((1 << bits) - 1)) << UInt64(count)
-            count += bits
-            while count >= 8 {
-                bytes.append(UInt8(truncatingIfNeeded: buffer))
-                buffer >>= 8
-                count -= 8
+        /// Writes the low `bits` (≤ 16) bits of `value`.
+        @inline(__always)
+        mutating func write(_ value: UInt32, bits: UInt32) {
+            buffer |= UInt64(value & ((1 &<< bits) &- 1)) &<< UInt64(bitCount)
+            bitCount &+= bits
+            if bitCount >= 32 {
+                UnsafeMutableRawPointer(base + byteCount).storeBytes(of: UInt32(truncatingIfNeeded: buffer).littleEndian, as: UInt32.self)
+                byteCount &+= 4
+                buffer &>>= 32
+                bitCount &-= 32
             }
         }
 
-        /// Writes a Huffman code, most significant bit first.
-        mutating func writeCode(_ code: Int, length: Int) {
-            var reversed = 0
-            for bit in 0..<length where code & (1 << (length - 1 - bit)) != 0 { reversed |= 1 << bit }
-            write(reversed, count: length)
-        }
-
-        mutating func finish() -> [UInt8] {
-            if count > 0 { bytes.append(UInt8(truncatingIfNeeded: buffer)) }
-            buffer = 0
-            count = 0
-            return bytes
+        /// Flushes the last partial byte; returns the number of bytes written.
+        mutating func finish() -> Int {
+            while bitCount > 0 {
+                base[byteCount] = UInt8(truncatingIfNeeded: buffer)
+                byteCount += 1
+                buffer >>= 8
+                bitCount = bitCount >= 8 ? bitCount - 8 : 0
+            }
+            return byteCount
         }
     }
 }

@@ -1,40 +1,112 @@
 import Crypto
 
+/// HMAC-SHA256 (RFC 2104) with the key's padded blocks hashed once: each MAC copies the two
+/// prepared SHA-256 states and hashes only the message, straight from the caller's buffers
+/// (no `Data`, no generic `DataProtocol` walk, no intermediate arrays).
+struct HMACSHA256: Sendable {
+    static let blockSize = 64
+    static let outputSize = 32
+
+    private let inner: SHA256
+    private let outer: SHA256
+
+    init(key: UnsafeRawBufferPointer) {
+        var block = (
+            UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0)
+        )
+        var inner = SHA256()
+        var outer = SHA256()
+        withUnsafeMutableBytes(of: &block) { pad in
+            if key.count > Self.blockSize {
+                var hasher = SHA256()
+                hasher.update(bufferPointer: key)
+                hasher.finalize().withUnsafeBytes { pad.copyMemory(from: $0) }
+            } else if key.count > 0 {
+                pad.copyMemory(from: key)
+            }
+            for index in 0..<Self.blockSize { pad[index] ^= 0x36 }
+            inner.update(bufferPointer: UnsafeRawBufferPointer(pad))
+            for index in 0..<Self.blockSize { pad[index] ^= 0x36 ^ 0x5C }
+            outer.update(bufferPointer: UnsafeRawBufferPointer(pad))
+            pad.initializeMemory(as: UInt8.self, repeating: 0)
+        }
+        self.inner = inner
+        self.outer = outer
+    }
+
+    init(key: [UInt8]) {
+        self = key.withUnsafeBytes { HMACSHA256(key: $0) }
+    }
+
+    /// HMAC(key, parts joined) written to `output` (32 bytes).
+    func authenticate(_ parts: UnsafeRawBufferPointer..., into output: UnsafeMutableRawBufferPointer) {
+        var hasher = inner
+        for part in parts { hasher.update(bufferPointer: part) }
+        let innerDigest = hasher.finalize()
+        var outerHasher = outer
+        innerDigest.withUnsafeBytes { outerHasher.update(bufferPointer: $0) }
+        outerHasher.finalize().withUnsafeBytes { digest in
+            output.copyMemory(from: UnsafeRawBufferPointer(rebasing: digest.prefix(output.count)))
+        }
+    }
+}
+
 /// One key of the session core: the 32-byte input key material (`ikm`) and its HKDF
 /// pseudo-random key, extracted once (lua-resty-session caches it the same way).
 struct SessionKey: Sendable {
     let ikm: [UInt8]
     let pseudoRandomKey: [UInt8]
-    /// HMAC keyed with the PRK, copied for every expansion (saves re-keying).
-    private let expander: HMAC<SHA256>
+    /// HMAC keyed with the PRK, prepared once for every expansion.
+    private let expander: HMACSHA256
 
     init(ikm: [UInt8]) {
         self.ikm = ikm
         // HKDF-Extract with an empty salt (RFC 5869: a string of HashLen zeros).
-        let prk = Array(HKDF<SHA256>.extract(inputKeyMaterial: SymmetricKey(data: ikm), salt: [UInt8]()))
+        let zeros = [UInt8](repeating: 0, count: HMACSHA256.outputSize)
+        var prk = [UInt8](repeating: 0, count: HMACSHA256.outputSize)
+        ikm.withUnsafeBytes { ikm in
+            prk.withUnsafeMutableBytes { HMACSHA256(key: zeros).authenticate(ikm, into: $0) }
+        }
         self.pseudoRandomKey = prk
-        self.expander = HMAC<SHA256>(key: SymmetricKey(data: prk))
+        self.expander = HMACSHA256(key: prk)
     }
 
     /// HKDF-Expand(prk, info = usage ":" nonce, length) (RFC 5869 §2.3), `count` ≤ 64.
-    func expand(usage: String, nonce: [UInt8], count: Int) -> [UInt8] {
-        var info = Array(usage.utf8)
-        info.append(UInt8(ascii: ":"))
-        info.append(contentsOf: nonce)
-        var output: [UInt8] = []
-        output.reserveCapacity(64)
-        var previous: [UInt8] = []
-        var counter: UInt8 = 1
-        while output.count < count {
-            var hmac = expander
-            hmac.update(data: previous)
-            hmac.update(data: info)
-            hmac.update(data: [counter])
-            previous = Array(hmac.finalize())
-            output.append(contentsOf: previous.prefix(count - output.count))
-            counter += 1
+    func expand(usage: StaticString, nonce: [UInt8], count: Int) -> [UInt8] {
+        precondition(count <= 2 * HMACSHA256.outputSize)
+        return [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
+            expand(usage: usage, nonce: nonce, into: UnsafeMutableRawBufferPointer(output))
+            initialized = count
         }
-        return output
+    }
+
+    /// HKDF-Expand into `output` (at most 64 bytes).
+    func expand(usage: StaticString, nonce: [UInt8], into output: UnsafeMutableRawBufferPointer) {
+        let colon: UInt8 = 0x3A
+        withUnsafeTemporaryAllocation(byteCount: 2 * HMACSHA256.outputSize, alignment: 8) { blocks in
+            withUnsafeBytes(of: colon) { colon in
+                nonce.withUnsafeBytes { nonce in
+                    let usage = UnsafeRawBufferPointer(start: usage.utf8Start, count: usage.utf8CodeUnitCount)
+                    var counter: UInt8 = 1
+                    var produced = 0
+                    while produced < output.count {
+                        let block = UnsafeMutableRawBufferPointer(rebasing: blocks[produced..<(produced + HMACSHA256.outputSize)])
+                        withUnsafeBytes(of: counter) { counterByte in
+                            if produced == 0 {
+                                expander.authenticate(usage, colon, nonce, counterByte, into: block)
+                            } else {
+                                let previous = UnsafeRawBufferPointer(rebasing: blocks[(produced - HMACSHA256.outputSize)..<produced])
+                                expander.authenticate(previous, usage, colon, nonce, counterByte, into: block)
+                            }
+                        }
+                        produced += HMACSHA256.outputSize
+                        counter += 1
+                    }
+                    output.copyMemory(from: UnsafeRawBufferPointer(rebasing: blocks[0..<output.count]))
+                    blocks.initializeMemory(as: UInt8.self, repeating: 0)
+                }
+            }
+        }
     }
 }
 
@@ -44,8 +116,10 @@ enum SessionCrypto {
 
     static func sha256<Bytes: Sequence>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
         var hasher = SHA256()
-        hasher.update(data: Array(bytes))
-        return Array(hasher.finalize())
+        if bytes.withContiguousStorageIfAvailable({ hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }) == nil {
+            Array(bytes).withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        }
+        return hasher.finalize().withUnsafeBytes { Array($0) }
     }
 
     /// The AES-256 key and 12-byte GCM nonce of a cookie: HKDF "encryption" (44 bytes), or for a
@@ -67,9 +141,15 @@ enum SessionCrypto {
 
     /// The header MAC: HMAC-SHA256(HKDF(ikm, "authentication:" sid, 32), message), first 16 bytes.
     static func mac(_ key: SessionKey, sid: [UInt8], message: [UInt8]) -> [UInt8] {
-        let macKey = SymmetricKey(data: key.expand(usage: "authentication", nonce: sid, count: 32))
-        let code = HMAC<SHA256>.authenticationCode(for: message, using: macKey)
-        return Array(Array(code).prefix(macSize))
+        withUnsafeTemporaryAllocation(byteCount: 2 * HMACSHA256.outputSize, alignment: 8) { scratch in
+            let macKey = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<HMACSHA256.outputSize])
+            let code = UnsafeMutableRawBufferPointer(rebasing: scratch[HMACSHA256.outputSize...])
+            key.expand(usage: "authentication", nonce: sid, into: macKey)
+            message.withUnsafeBytes { HMACSHA256(key: UnsafeRawBufferPointer(macKey)).authenticate($0, into: code) }
+            let result = Array(code.prefix(macSize))
+            scratch.initializeMemory(as: UInt8.self, repeating: 0)
+            return result
+        }
     }
 
     /// Compares two byte strings in time that depends only on their lengths.
@@ -81,28 +161,31 @@ enum SessionCrypto {
     }
 
     /// PBKDF2 with HMAC-SHA256 (RFC 8018 §5.2). The keyed HMAC state is computed once and
-    /// copied for every iteration.
+    /// copied for every iteration; the iterations run on stack buffers.
     static func pbkdf2SHA256(password: [UInt8], salt: [UInt8], iterations: Int, count: Int) -> [UInt8] {
-        let keyed = HMAC<SHA256>(key: SymmetricKey(data: password))
+        let keyed = HMACSHA256(key: password)
         var output: [UInt8] = []
         output.reserveCapacity(count)
         var block: UInt32 = 1
-        while output.count < count {
-            var first = keyed
-            first.update(data: salt)
-            first.update(data: [UInt8(block >> 24), UInt8(truncatingIfNeeded: block >> 16), UInt8(truncatingIfNeeded: block >> 8), UInt8(truncatingIfNeeded: block)])
-            var u = Array(first.finalize())
-            var t = u
-            if iterations > 1 {
-                for _ in 1..<iterations {
-                    var next = keyed
-                    next.update(data: u)
-                    u = Array(next.finalize())
-                    for index in 0..<t.count { t[index] ^= u[index] }
+        withUnsafeTemporaryAllocation(byteCount: 2 * HMACSHA256.outputSize, alignment: 8) { scratch in
+            let u = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<HMACSHA256.outputSize])
+            let t = UnsafeMutableRawBufferPointer(rebasing: scratch[HMACSHA256.outputSize...])
+            while output.count < count {
+                let index = block.bigEndian
+                salt.withUnsafeBytes { salt in
+                    withUnsafeBytes(of: index) { keyed.authenticate(salt, $0, into: u) }
                 }
+                t.copyMemory(from: UnsafeRawBufferPointer(u))
+                if iterations > 1 {
+                    for _ in 1..<iterations {
+                        keyed.authenticate(UnsafeRawBufferPointer(u), into: u)
+                        for offset in 0..<HMACSHA256.outputSize { t[offset] ^= u[offset] }
+                    }
+                }
+                output.append(contentsOf: t.prefix(count - output.count))
+                block += 1
             }
-            output.append(contentsOf: t.prefix(count - output.count))
-            block += 1
+            scratch.initializeMemory(as: UInt8.self, repeating: 0)
         }
         return output
     }

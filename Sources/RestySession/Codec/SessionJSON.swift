@@ -59,25 +59,52 @@ enum SessionJSON {
 
     private static let hex = Array("0123456789abcdef".utf8)
 
+    /// 1 for every byte lua-cjson escapes: `"`, `\\`, `/`, the controls and DEL.
+    private static let needsEscape: [UInt8] = (0..<256).map { byte in
+        switch byte {
+        case 0x22, 0x5C, 0x2F, 0x00..<0x20, 0x7F: 1
+        default: 0
+        }
+    }
+
     static func encodeString(_ string: String, into out: inout [UInt8]) {
+        var string = string
+        string.withUTF8 { encodeString(utf8: $0, into: &out) }
+    }
+
+    /// Copies runs of bytes that need no escape in one go.
+    static func encodeString(utf8 bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        out.reserveCapacity(out.count + bytes.count + 2)
         out.append(UInt8(ascii: "\""))
-        for byte in string.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
-            case UInt8(ascii: "/"): out.append(contentsOf: [0x5C, 0x2F])
-            case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
-            case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
-            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0x00..<0x20, 0x7F:
-                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0x0F)])
-            default:
-                out.append(byte)
+        needsEscape.withUnsafeBufferPointer { needsEscape in
+            var runStart = 0
+            var index = 0
+            let count = bytes.count
+            while index < count {
+                let byte = bytes[index]
+                if needsEscape[Int(byte)] == 0 {
+                    index += 1
+                    continue
+                }
+                if runStart < index { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index])) }
+                switch byte {
+                case UInt8(ascii: "\""): out.append(0x5C); out.append(0x22)
+                case UInt8(ascii: "\\"): out.append(0x5C); out.append(0x5C)
+                case UInt8(ascii: "/"): out.append(0x5C); out.append(0x2F)
+                case 0x08: out.append(0x5C); out.append(UInt8(ascii: "b"))
+                case 0x0C: out.append(0x5C); out.append(UInt8(ascii: "f"))
+                case 0x0A: out.append(0x5C); out.append(UInt8(ascii: "n"))
+                case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
+                case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
+                default:
+                    out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
+                    out.append(hex[Int(byte >> 4)])
+                    out.append(hex[Int(byte & 0x0F)])
+                }
+                index += 1
+                runStart = index
             }
+            if runStart < count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<count])) }
         }
         out.append(UInt8(ascii: "\""))
     }
@@ -85,18 +112,25 @@ enum SessionJSON {
     // MARK: decoding
 
     static func decode<Bytes: Collection>(_ bytes: Bytes) -> SessionValue? where Bytes.Element == UInt8 {
-        var parser = Parser(bytes: Array(bytes))
+        if let value = bytes.withContiguousStorageIfAvailable({ decode(buffer: $0) }) { return value }
+        return Array(bytes).withUnsafeBufferPointer { decode(buffer: $0) }
+    }
+
+    /// Parses a whole JSON text; `nil` if it is malformed or has anything after the value.
+    static func decode(buffer: UnsafeBufferPointer<UInt8>) -> SessionValue? {
+        var parser = Parser(bytes: buffer)
         guard let value = parser.value(depth: 0) else { return nil }
         parser.skipWhitespace()
         guard parser.position == parser.bytes.count else { return nil }
         return value
     }
 
+    /// A recursive-descent parser over a buffer that outlives it (only used inside `decode`).
     private struct Parser {
-        let bytes: [UInt8]
+        let bytes: UnsafeBufferPointer<UInt8>
         var position = 0
 
-        init(bytes: [UInt8]) { self.bytes = bytes }
+        init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
         mutating func skipWhitespace() {
             while position < bytes.count {
@@ -188,7 +222,20 @@ enum SessionJSON {
 
         mutating func string() -> String? {
             position += 1
+            // the common case: no escapes before the closing quote, one validated copy
+            var end = position
+            while end < bytes.count {
+                let byte = bytes[end]
+                if byte == UInt8(ascii: "\"") {
+                    let text = String(validating: UnsafeBufferPointer(rebasing: bytes[position..<end]), as: UTF8.self)
+                    position = end + 1
+                    return text
+                }
+                if byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+                end += 1
+            }
             var out: [UInt8] = []
+            out.reserveCapacity(end - position + 16)
             while position < bytes.count {
                 let byte = bytes[position]
                 position += 1

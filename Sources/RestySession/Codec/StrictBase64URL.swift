@@ -3,6 +3,7 @@
 /// change to an encoded cookie changes the decoded bytes or is rejected; no two texts decode
 /// to the same header.
 enum StrictBase64URL {
+    /// Alphabet character → 6-bit value; 0xFF for every other byte.
     private static let reverse: [UInt8] = {
         var table = [UInt8](repeating: 0xFF, count: 256)
         for (index, char) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8.enumerated() {
@@ -12,23 +13,53 @@ enum StrictBase64URL {
     }()
 
     static func decode<Bytes: Collection>(_ text: Bytes) -> [UInt8]? where Bytes.Element == UInt8 {
+        if let decoded = text.withContiguousStorageIfAvailable({ decode(buffer: $0) }) { return decoded }
+        return Array(text).withUnsafeBufferPointer { decode(buffer: $0) }
+    }
+
+    /// Four characters → three bytes per step, on raw pointers; the tail (2 or 3 characters)
+    /// checked for non-zero unused bits.
+    static func decode(buffer text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         let remainder = text.count % 4
         guard remainder != 1 else { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(text.count * 3 / 4)
-        var buffer: UInt32 = 0
-        var bits = 0
-        for char in text {
-            let value = reverse[Int(char)]
-            guard value != 0xFF else { return nil }
-            buffer = (buffer << 6) | UInt32(value)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: buffer >> UInt32(bits)))
+        let fullGroups = text.count / 4
+        let outputCount = fullGroups * 3 + (remainder == 0 ? 0 : remainder - 1)
+        var valid = true
+        let output = reverse.withUnsafeBufferPointer { table in
+            [UInt8](unsafeUninitializedCapacity: outputCount) { out, initialized in
+                var input = 0
+                var written = 0
+                var bad: UInt8 = 0
+                for _ in 0..<fullGroups {
+                    let a = table[Int(text[input])], b = table[Int(text[input + 1])]
+                    let c = table[Int(text[input + 2])], d = table[Int(text[input + 3])]
+                    bad |= (a | b | c | d) & 0x80
+                    let value = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+                    out[written] = UInt8(truncatingIfNeeded: value >> 16)
+                    out[written + 1] = UInt8(truncatingIfNeeded: value >> 8)
+                    out[written + 2] = UInt8(truncatingIfNeeded: value)
+                    input += 4
+                    written += 3
+                }
+                if remainder >= 2 {
+                    let a = table[Int(text[input])], b = table[Int(text[input + 1])]
+                    let c = remainder == 3 ? table[Int(text[input + 2])] : 0
+                    bad |= (a | b | c) & 0x80
+                    let value = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c & 0x3F) << 6
+                    out[written] = UInt8(truncatingIfNeeded: value >> 16)
+                    // the bits after the last whole byte must be zero
+                    if remainder == 2 {
+                        if value & 0xFFFF != 0 { bad |= 0x80 }
+                    } else {
+                        out[written + 1] = UInt8(truncatingIfNeeded: value >> 8)
+                        if value & 0xFF != 0 { bad |= 0x80 }
+                    }
+                    written += remainder - 1
+                }
+                valid = bad == 0
+                initialized = written
             }
         }
-        guard buffer & ((UInt32(1) << UInt32(bits)) - 1) == 0 else { return nil }
-        return out
+        return valid ? output : nil
     }
 }
