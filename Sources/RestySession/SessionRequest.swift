@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The facts of an HTTP request the session core reads: its cookies and, for binding, the
 /// client's address, the scheme and the user agent. Framework adapters fill it in.
 public struct SessionRequest: Sendable, Hashable {
@@ -30,12 +38,47 @@ public struct SessionRequest: Sendable, Hashable {
 
     /// The value of the first cookie named `name` (as nginx's `$cookie_NAME`), or `nil`.
     public func cookie(named name: String) -> String? {
-        let wanted = Array(name.utf8)
-        for header in cookieHeaders {
-            let bytes = Array(header.utf8)
-            for pair in Self.pairs(bytes) where bytes[pair.name].elementsEqual(wanted) {
-                return String(decoding: bytes[pair.value], as: UTF8.self)
+        var name = name
+        return name.withUTF8 { wanted in
+            for header in cookieHeaders {
+                var header = header
+                let found = header.withUTF8 { Self.firstValue(named: wanted, in: $0) }
+                if let found { return found }
             }
+            return nil
+        }
+    }
+
+    /// One pass over a `Cookie` header with the rules of ``pairs(_:)``, no allocation until
+    /// the value is found.
+    static func firstValue(named wanted: UnsafeBufferPointer<UInt8>, in bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        let count = bytes.count
+        var start = 0
+        while start <= count {
+            var end = start
+            while end < count, bytes[end] != UInt8(ascii: ";") { end += 1 }
+            var lower = start
+            var upper = end
+            while lower < upper, bytes[lower] == 0x20 || bytes[lower] == 0x09 { lower += 1 }
+            while upper > lower, bytes[upper - 1] == 0x20 || bytes[upper - 1] == 0x09 { upper -= 1 }
+            var equals = lower
+            while equals < upper, bytes[equals] != UInt8(ascii: "=") { equals += 1 }
+            if equals < upper {
+                var nameEnd = equals
+                while nameEnd > lower, bytes[nameEnd - 1] == 0x20 || bytes[nameEnd - 1] == 0x09 { nameEnd -= 1 }
+                if nameEnd - lower == wanted.count, nameEnd > lower,
+                   memcmp(bytes.baseAddress! + lower, wanted.baseAddress!, wanted.count) == 0
+                {
+                    var valueStart = equals + 1
+                    while valueStart < upper, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
+                    return String(decoding: UnsafeBufferPointer(rebasing: bytes[valueStart..<upper]), as: UTF8.self)
+                }
+            } else if upper - lower == wanted.count, upper > lower,
+                      memcmp(bytes.baseAddress! + lower, wanted.baseAddress!, wanted.count) == 0
+            {
+                return ""  // a part without `=`: the name, with an empty value
+            }
+            start = end + 1
         }
         return nil
     }

@@ -157,6 +157,28 @@ struct CodecTests {
         }
     }
 
+    // MARK: Cookie header
+
+    @Test func cookieLookupFollowsThePairRules() {
+        // the one-pass lookup agrees with the pair splitter on random headers built from
+        // names, `=`, `;`, spaces and tabs
+        var rng = SplitMix64(seed: 21)
+        let pieces = ["session", "session2", "a", "b", "=", "=", ";", ";", " ", "\t", "x=y", "v"]
+        for _ in 0..<3000 {
+            let header = (0..<Int.random(in: 0...12, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+            let bytes = Array(header.utf8)
+            for name in ["session", "session2", "a", "x", "v"] {
+                let expected = SessionRequest.pairs(bytes).first { String(decoding: bytes[$0.name], as: UTF8.self) == name }
+                    .map { String(decoding: bytes[$0.value], as: UTF8.self) }
+                #expect(SessionRequest(cookieHeader: header).cookie(named: name) == expected, "\(header) / \(name)")
+            }
+        }
+        let request = SessionRequest(cookieHeaders: ["a=1", " session = abc ; session=def"])
+        #expect(request.cookie(named: "session") == "abc")
+        #expect(request.cookie(named: "a") == "1")
+        #expect(request.cookie(named: "missing") == nil)
+    }
+
     // MARK: HMAC, HKDF, random
 
     @Test func hmacMatchesSwiftCryptoForEveryKeyAndMessageShape() {

@@ -4,7 +4,7 @@
 ///
 /// The session core compares the result with the input's size and keeps the smaller, as
 /// lua-resty-session does, so incompressible data costs nothing; ``deflate(_:ifSmallerThan:)``
-/// gives up as soon as the output reaches that size.
+/// sizes the block before writing it and gives up when it would not be smaller.
 ///
 /// Runs on raw buffers with precomputed (bit-reversed) codes. Like LZ4, it searches less often
 /// the longer it goes without finding a match (every second position after 32 misses in a
@@ -74,40 +74,46 @@ enum RawDeflate {
 
     // MARK: compression
 
+    /// A match found by the LZ77 pass.
+    private struct Match {
+        var position: Int32
+        var length: Int32
+        var distance: Int32
+    }
+
+    /// Two passes: the LZ77 pass finds the matches and adds up the exact size of the block
+    /// with the fixed codes; only when that is under `limit` are the bits written.
+    /// Incompressible input so costs one light scan and no output.
     private static func compress(_ input: [UInt8], limit: Int) -> [UInt8]? {
         let count = input.count
-        // fixed codes: at most 9 bits per input byte, plus the header, the end code and a flush
-        let capacity = count + count / 8 + 16
-        var gaveUp = false
-        let output = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
-            input.withUnsafeBufferPointer { source in
+        // a match covers at least 3 bytes
+        let matches = UnsafeMutablePointer<Match>.allocate(capacity: count / minimumMatch + 1)
+        defer { matches.deallocate() }
+        return input.withUnsafeBufferPointer { source -> [UInt8]? in
+            let (matchCount, bits) = findMatches(source, into: matches)
+            let size = (bits + 7) / 8
+            guard size < limit else { return nil }
+            return [UInt8](unsafeUninitializedCapacity: size + 8) { buffer, initialized in
                 literalCodes.withUnsafeBufferPointer { literals in
                     var writer = BitWriter(base: buffer.baseAddress!)
                     writer.write(0b011, bits: 3)  // BFINAL = 1, BTYPE = 01 (fixed Huffman)
-                    if !encode(source, literals: literals, limit: limit, into: &writer) {
-                        gaveUp = true
-                        initialized = 0
-                        return
-                    }
+                    emit(source, matches: UnsafeBufferPointer(start: matches, count: matchCount), literals: literals, into: &writer)
                     let end = literals[256]
                     writer.write(end >> 8, bits: end & 0xFF)
                     initialized = writer.finish()
-                    if initialized >= limit { gaveUp = true }
+                    assert(initialized == size)
                 }
             }
         }
-        return gaveUp ? nil : output
     }
 
-    /// The LZ77 pass; `false` when the output reached `limit`.
-    private static func encode(
-        _ source: UnsafeBufferPointer<UInt8>,
-        literals: UnsafeBufferPointer<UInt32>,
-        limit: Int,
-        into writer: inout BitWriter
-    ) -> Bool {
+    /// The LZ77 pass: greedy matches into `matches`; returns their number and the size of
+    /// the whole block in bits.
+    private static func findMatches(_ source: UnsafeBufferPointer<UInt8>, into matches: UnsafeMutablePointer<Match>) -> (count: Int, bits: Int) {
         let count = source.count
-        guard count > 0 else { return true }
+        // header + end-of-block code
+        var bits = 3 + 7
+        guard count > 0 else { return (0, bits) }
         // A table about the input's size: session data is a few KiB, and filling a 32 Ki-entry
         // table for each cookie costs more than the matching itself.
         let hashBits = min(maximumHashBits, max(8, Int.bitWidth - count.leadingZeroBitCount))
@@ -125,19 +131,13 @@ enum RawDeflate {
 
         @inline(__always) func hash(_ position: Int) -> Int {
             let value = UInt32(bytes[position]) | UInt32(bytes[position + 1]) << 8 | UInt32(bytes[position + 2]) << 16
-            return Int((value &* 2_654_435_761) >> UInt32(hashShift))
+            return Int((value &* 2_654_435_761) &>> UInt32(hashShift))
         }
-        @inline(__always) func insert(_ position: Int) {
-            let slot = hash(position)
-            previous[position] = head[slot]
-            head[slot] = Int32(truncatingIfNeeded: position)
-        }
-        @inline(__always) func literal(_ byte: UInt8, _ writer: inout BitWriter) {
-            let code = literals[Int(byte)]
-            writer.write(code >> 8, bits: code & 0xFF)
-        }
+        // literals 0–143 take 8 bits, 144–255 take 9
+        @inline(__always) func literalBits(_ byte: UInt8) -> Int { byte < 144 ? 8 : 9 }
 
         let lastHashable = count - minimumMatch  // a position needs 3 bytes to be hashed
+        var matchCount = 0
         var position = 0
         var misses = 0
         while position < count {
@@ -166,39 +166,78 @@ enum RawDeflate {
                 }
             }
             if bestLength >= minimumMatch {
-                let lengthCode = lengthCodes[bestLength]
-                let lengthIndex = Int(lengthCode & 0xFFFF)
-                let symbol = literals[257 + lengthIndex]
-                writer.write(symbol >> 8, bits: symbol & 0xFF)
-                writer.write(lengthCode >> 16, bits: lengthExtraBits[lengthIndex])
-                let distanceIndex = Int(
-                    bestDistance <= 256 ? distanceCodes[bestDistance - 1] : distanceCodes[256 + ((bestDistance - 1) >> 7)]
+                matches[matchCount] = Match(
+                    position: Int32(truncatingIfNeeded: position),
+                    length: Int32(truncatingIfNeeded: bestLength),
+                    distance: Int32(truncatingIfNeeded: bestDistance)
                 )
-                writer.write(reversedDistanceCodes[distanceIndex], bits: 5)
-                writer.write(UInt32(bestDistance) - distanceBases[distanceIndex], bits: distanceExtraBits[distanceIndex])
+                matchCount += 1
+                let lengthIndex = Int(lengthCodes[bestLength] & 0xFFFF)
+                bits += Int(literalCodes[257 + lengthIndex] & 0xFF) + Int(lengthExtraBits[lengthIndex])
+                bits += 5 + Int(distanceExtraBits[distanceIndex(bestDistance)])
                 let end = position + bestLength
                 var next = position + 1
                 while next < end, next <= lastHashable {
-                    insert(next)
+                    let slot = hash(next)
+                    previous[next] = head[slot]
+                    head[slot] = Int32(truncatingIfNeeded: next)
                     next += 1
                 }
                 position = end
                 misses = 0
             } else {
-                literal(bytes[position], &writer)
+                bits += literalBits(bytes[position])
                 position += 1
                 misses += 1
-                // no match for a while: emit the next few bytes without searching from them
+                // no match for a while: take the next few bytes as literals without searching
                 var skip = min(misses / missesPerSkip, count - position)
                 while skip > 0 {
-                    literal(bytes[position], &writer)
+                    bits += literalBits(bytes[position])
                     position += 1
                     skip -= 1
                 }
             }
-            if writer.byteCount >= limit { return false }
         }
-        return true
+        return (matchCount, bits)
+    }
+
+    @inline(__always)
+    private static func distanceIndex(_ distance: Int) -> Int {
+        Int(distance <= 256 ? distanceCodes[distance - 1] : distanceCodes[256 + ((distance - 1) >> 7)])
+    }
+
+    /// Writes the literals between the matches, and the matches.
+    private static func emit(
+        _ source: UnsafeBufferPointer<UInt8>,
+        matches: UnsafeBufferPointer<Match>,
+        literals: UnsafeBufferPointer<UInt32>,
+        into writer: inout BitWriter
+    ) {
+        var position = 0
+        for match in matches {
+            let matchStart = Int(match.position)
+            while position < matchStart {
+                let code = literals[Int(source[position])]
+                writer.write(code >> 8, bits: code & 0xFF)
+                position += 1
+            }
+            let length = Int(match.length)
+            let lengthCode = lengthCodes[length]
+            let lengthIndex = Int(lengthCode & 0xFFFF)
+            let symbol = literals[257 + lengthIndex]
+            writer.write(symbol >> 8, bits: symbol & 0xFF)
+            writer.write(lengthCode >> 16, bits: lengthExtraBits[lengthIndex])
+            let distance = Int(match.distance)
+            let index = distanceIndex(distance)
+            writer.write(reversedDistanceCodes[index], bits: 5)
+            writer.write(UInt32(distance) - distanceBases[index], bits: distanceExtraBits[index])
+            position += length
+        }
+        while position < source.count {
+            let code = literals[Int(source[position])]
+            writer.write(code >> 8, bits: code & 0xFF)
+            position += 1
+        }
     }
 
     /// Bits written least significant first into a buffer the caller sized.
