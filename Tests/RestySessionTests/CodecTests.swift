@@ -1,3 +1,4 @@
+import Foundation
 import Crypto
 import SessionStorage
 import Testing
@@ -118,6 +119,38 @@ struct CodecTests {
         #expect(SessionJSON.decode(Array(deep.utf8)) == nil)
         let fine = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
         #expect(SessionJSON.decode(Array(fine.utf8)) != nil)
+    }
+
+    @Test func jsonStringsRoundTripWithEscapesAtEveryOffset() {
+        // the word-at-a-time scans must stop at an escape wherever it sits in the 8-byte word
+        var rng = SplitMix64(seed: 17)
+        let pieces = ["a", "b", "é", "😀", "\"", "\\", "/", "\n", "\u{01}", "\u{7F}", "\u{1F}", "~", " "]
+        for _ in 0..<2000 {
+            let text = (0..<Int.random(in: 0...40, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+            var encoded: [UInt8] = []
+            SessionJSON.encodeString(text, into: &encoded)
+            // reference: escape byte by byte
+            var expected: [UInt8] = [0x22]
+            for byte in text.utf8 {
+                switch byte {
+                case 0x22: expected += [0x5C, 0x22]
+                case 0x5C: expected += [0x5C, 0x5C]
+                case 0x2F: expected += [0x5C, 0x2F]
+                case 0x0A: expected += [0x5C, UInt8(ascii: "n")]
+                case 0x00..<0x20, 0x7F: expected += Array(String(format: "\\u%04x", byte).utf8)
+                default: expected.append(byte)
+                }
+            }
+            expected.append(0x22)
+            #expect(encoded == expected, "\(text)")
+            #expect(SessionJSON.decode(encoded) == .string(text))
+            // unescaped controls inside a string are refused wherever they are
+            if let control = text.utf8.firstIndex(where: { $0 < 0x20 }) {
+                var raw = [UInt8(0x22)] + Array(text.utf8) + [0x22]
+                raw[text.utf8.distance(from: text.utf8.startIndex, to: control) + 1] = 0x01
+                #expect(SessionJSON.decode(raw) == nil)
+            }
+        }
     }
 
     // MARK: base64url

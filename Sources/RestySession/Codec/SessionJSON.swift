@@ -67,6 +67,55 @@ enum SessionJSON {
         }
     }
 
+    // MARK: eight bytes at a time
+
+    private static let ones: UInt64 = 0x0101_0101_0101_0101
+    private static let highs: UInt64 = 0x8080_8080_8080_8080
+
+    /// A high bit set in each byte of `word` that equals `byte` (may also flag a 0x01 byte
+    /// above a match; callers re-check byte by byte, so a false alarm only costs time).
+    @inline(__always)
+    private static func matches(_ word: UInt64, equalTo byte: UInt8) -> UInt64 {
+        let x = word ^ (ones &* UInt64(byte))
+        return (x &- ones) & ~x & highs
+    }
+
+    /// A high bit set in each byte of `word` below `limit` (≤ 0x80), same caveat.
+    @inline(__always)
+    private static func matches(_ word: UInt64, below limit: UInt8) -> UInt64 {
+        (word &- ones &* UInt64(limit)) & ~word & highs
+    }
+
+    @inline(__always)
+    private static func load(_ bytes: UnsafeBufferPointer<UInt8>, _ index: Int) -> UInt64 {
+        UInt64(littleEndian: UnsafeRawPointer(bytes.baseAddress! + index).loadUnaligned(as: UInt64.self))
+    }
+
+    /// The index of the first 8-byte word, from `index`, holding a `"`, a `\\` or a control
+    /// character (the parser's stop bytes); `bytes.count` rounded down otherwise.
+    static func skipPlainBytes(_ bytes: UnsafeBufferPointer<UInt8>, from index: Int) -> Int {
+        var index = index
+        while index + 8 <= bytes.count {
+            let word = load(bytes, index)
+            if matches(word, equalTo: 0x22) | matches(word, equalTo: 0x5C) | matches(word, below: 0x20) != 0 { break }
+            index += 8
+        }
+        return index
+    }
+
+    /// The same for the encoder's escapes: also `/` and DEL.
+    static func skipUnescapedBytes(_ bytes: UnsafeBufferPointer<UInt8>, from index: Int) -> Int {
+        var index = index
+        while index + 8 <= bytes.count {
+            let word = load(bytes, index)
+            let stop = matches(word, equalTo: 0x22) | matches(word, equalTo: 0x5C) | matches(word, equalTo: 0x2F)
+                | matches(word, equalTo: 0x7F) | matches(word, below: 0x20)
+            if stop != 0 { break }
+            index += 8
+        }
+        return index
+    }
+
     static func encodeString(_ string: String, into out: inout [UInt8]) {
         var string = string
         string.withUTF8 { encodeString(utf8: $0, into: &out) }
@@ -81,6 +130,8 @@ enum SessionJSON {
             var index = 0
             let count = bytes.count
             while index < count {
+                index = skipUnescapedBytes(bytes, from: index)
+                guard index < count else { break }
                 let byte = bytes[index]
                 if needsEscape[Int(byte)] == 0 {
                     index += 1
@@ -223,7 +274,7 @@ enum SessionJSON {
         mutating func string() -> String? {
             position += 1
             // the common case: no escapes before the closing quote, one validated copy
-            var end = position
+            var end = SessionJSON.skipPlainBytes(bytes, from: position)
             while end < bytes.count {
                 let byte = bytes[end]
                 if byte == UInt8(ascii: "\"") {
