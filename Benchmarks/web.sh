@@ -30,7 +30,7 @@ p99() { awk '/ 99% / { print $2 }' <<<"$1"; }
 
 bench() {
     local label=$1 storage=$2 pid cookie body plain lazy session
-    taskset -c 0 "$bin" --storage "$storage" --port "$port" &
+    taskset -c 0 "$bin" --storage "$storage" --port "$port" --threads "${WEB_BENCH_THREADS:-1}" &
     pid=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/plain" >/dev/null && break; sleep 0.1; done
     cookie=$(curl -s -D - -o /dev/null "http://127.0.0.1:$port/login" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' | head -1)

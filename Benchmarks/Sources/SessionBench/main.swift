@@ -93,10 +93,20 @@ func load(seconds: Double, tasks: Int, manager: SessionManager, initialCookie: S
     }
 }
 
+/// CPU seconds this process used so far (user + system): what an operation costs, whatever
+/// else the machine runs.
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
 _ = await load(seconds: 0.5, tasks: tasks, manager: manager, initialCookie: initialCookie)
+let cpuStarted = cpuSeconds()
 let started = ContinuousClock.now
 let results = await load(seconds: seconds, tasks: tasks, manager: manager, initialCookie: initialCookie)
 let elapsed = started.duration(to: .now)
+let cpuUsed = cpuSeconds() - cpuStarted
 let operations = results.reduce(0) { $0 + $1.operations }
 let errors = results.reduce(0) { $0 + $1.errors }
 let failedOpens = results.reduce(0) { $0 + $1.failedOpens }
@@ -104,4 +114,5 @@ let (secs, atto) = elapsed.components
 let wall = Double(secs) + Double(atto) / 1e18
 print("RESULT storage=\(storageKind) tasks=\(tasks) ops=\(operations) ops_per_sec=\(Int(Double(operations) / wall)) "
     + "us_per_op_per_task=\(String(format: "%.2f", wall * 1e6 * Double(tasks) / Double(max(operations, 1)))) "
+    + "cpu_us_per_op=\(String(format: "%.2f", cpuUsed * 1e6 / Double(max(operations, 1)))) "
     + "errors=\(errors) failed_opens=\(failedOpens) cookie_bytes=\(initialCookie.utf8.count)")

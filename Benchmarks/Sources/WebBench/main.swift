@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdRestySession
 import Logging
+import NIOPosix
 import RestySession
 import SessionStorageURL
 
@@ -25,13 +26,15 @@ struct BenchContext: RestySessionRequestContext {
 
 var storage = "memory://bench"
 var port = 8090
+var threads = 1
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--storage": storage = arguments.next() ?? storage
     case "--port": port = arguments.next().flatMap(Int.init) ?? port
+    case "--threads": threads = arguments.next().flatMap(Int.init) ?? threads
     default:
-        FileHandle.standardError.write(Data("usage: web-bench [--storage URL] [--port PORT]\n".utf8))
+        FileHandle.standardError.write(Data("usage: web-bench [--storage URL] [--port PORT] [--threads N]\n".utf8))
         exit(2)
     }
 }
@@ -62,6 +65,8 @@ let app = Application(
     router: router,
     configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "web-bench"),
     services: [store],
+    // one event loop by default, like one nginx worker (the server is pinned to one core)
+    eventLoopGroupProvider: .shared(MultiThreadedEventLoopGroup(numberOfThreads: threads)),
     logger: logger
 )
 try await app.runService()
