@@ -140,6 +140,7 @@ let package = Package(
             name: "PostgresSessionStorage",
             dependencies: [
                 "SessionStorage",
+                "_PoolLease",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
