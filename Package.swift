@@ -312,6 +312,8 @@ let package = Package(
             name: "PostgresSessionStorageTests",
             dependencies: [
                 "PostgresSessionStorage",
+                "_PoolLease",
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 "SessionStorageConformance",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -25,8 +25,9 @@ import Synchronization
 ///   closed (its state is unknown) and the operation fails with `timeout`. Every statement goes
 ///   through ``LeasedConnection``, which also ends when the connection closes.
 ///
-/// Nothing outlives an operation: the caller's own task leases (resumed by the pool), runs the
-/// statements (resumed by the connection's event loop) and hands the connection back.
+/// Nothing outlives an operation: the caller's own task leases (from the leases kept between
+/// operations, or resumed by the pool), runs the statements (resumed by the connection's event
+/// loop) and hands the connection back.
 final class PostgresStoreClient: Sendable {
     typealias Pool = ConnectionPool<
         StoreConnection, Int, ConnectionIDGenerator, PoolLeaseRequest<StoreConnection>, Int,
@@ -35,6 +36,9 @@ final class PostgresStoreClient: Sendable {
 
     private let pool: Pool
     private let waiters: PoolLeaseWaiters<StoreConnection>
+    /// Leases kept between operations (see `PoolLeaseCache`): most operations never touch the
+    /// pool.
+    private let cache = PoolLeaseCache<StoreConnection>(maximumIdle: .seconds(1)) { $0.postgres.isClosed }
     private let connectFailures: ConnectFailures
     private let inFlight = Atomic<Int>(0)
     private let leases: RecentLeases
@@ -101,9 +105,21 @@ final class PostgresStoreClient: Sendable {
     /// Runs the pool until the task is cancelled or a graceful shutdown is requested. Returns
     /// once every connection is closed.
     func run() async {
-        await cancelWhenGracefulShutdown {
-            await self.pool.run()
+        let cache = self.cache
+        // Leases kept unused for a second go back to the pool, whose idle timeout then applies.
+        let sweeper = eventLoopGroup.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            cache.releaseIdle()
         }
+        await cancelWhenGracefulShutdown {
+            await withTaskCancellationHandler {
+                await self.pool.run()
+            } onCancel: {
+                // The pool shuts down once every lease is back.
+                cache.close()
+            }
+        }
+        sweeper.cancel()
+        cache.close()
     }
 
     /// Errors that waiting for the pool will not cure: waiting callers fail at once with them.
@@ -127,12 +143,18 @@ final class PostgresStoreClient: Sendable {
             if admissionLimit != nil { inFlight.wrappingSubtract(1, ordering: .relaxed) }
         }
 
-        let lease = try await lease()
+        let lease: ConnectionLease<StoreConnection>
+        if let kept = cache.take() {
+            lease = kept
+        } else {
+            defer { cache.doneWaiting() }
+            lease = try await self.lease()
+        }
         leases.record()
         let connection = lease.connection
         do {
             let result = try await body(LeasedConnection(connection: connection, deadline: .now() + queryTimeout, logger: logger))
-            lease.release()
+            cache.put(lease)
             return result
         } catch {
             // A statement failed on a closed connection: hand it back only once the pool has seen
@@ -140,7 +162,7 @@ final class PostgresStoreClient: Sendable {
             if connection.postgres.isClosed {
                 try? await connection.postgres.closeFuture.get()
             }
-            lease.release()
+            cache.put(lease)
             throw error
         }
     }

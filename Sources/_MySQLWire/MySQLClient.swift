@@ -67,6 +67,9 @@ public final class MySQLClient: Service, Sendable {
     private let outstanding = Atomic<Int>(0)
     private let lastConnectError = ErrorBox()
     private let waiters = PoolLeaseWaiters<MySQLConnection>()
+    /// Leases kept between operations (see `PoolLeaseCache`): most operations never touch the
+    /// pool.
+    private let cache = PoolLeaseCache<MySQLConnection>(maximumIdle: .seconds(1)) { $0.isClosed }
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
 
@@ -124,9 +127,21 @@ public final class MySQLClient: Service, Sendable {
 
     /// Runs the pool until cancelled or gracefully shut down.
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await self.connectionPool.run()
+        let cache = self.cache
+        // Leases kept unused for a second go back to the pool, whose idle timeout then applies.
+        let sweeper = eventLoopGroup.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            cache.releaseIdle()
         }
+        await cancelWhenGracefulShutdown {
+            await withTaskCancellationHandler {
+                await self.connectionPool.run()
+            } onCancel: {
+                // The pool shuts down once every lease is back.
+                cache.close()
+            }
+        }
+        sweeper.cancel()
+        cache.close()
     }
 
     /// Leases a connection for `body` and returns it to the pool afterwards. A connection whose
@@ -140,7 +155,12 @@ public final class MySQLClient: Service, Sendable {
         }
         let lease: ConnectionLease<MySQLConnection>
         do {
-            lease = try await leaseWithTimeout()
+            if let kept = cache.take() {
+                lease = kept
+            } else {
+                defer { cache.doneWaiting() }
+                lease = try await leaseWithTimeout()
+            }
         } catch let error as MySQLError {
             throw error
         } catch let error as ConnectionPoolError {
@@ -154,11 +174,15 @@ public final class MySQLClient: Service, Sendable {
         }
         do {
             let result = try await body(lease.connection)
-            lease.release()
+            cache.put(lease)
             return result
         } catch let error as MySQLError {
-            if Self.closesConnection(error) { lease.connection.close() }
-            lease.release()
+            if Self.closesConnection(error) {
+                lease.connection.close()
+                lease.release()
+            } else {
+                cache.put(lease)
+            }
             throw error
         } catch {
             lease.connection.close()
