@@ -196,18 +196,66 @@ final class PostgresStoreClient: Sendable {
     }
 }
 
-/// A pooled PostgreSQL connection and the statements prepared on it.
+/// A pooled PostgreSQL connection, the statements prepared on it and the deadline of the
+/// statement in flight.
 ///
-/// The statement cache is only read and written on the connection's event loop (every
-/// statement of ``LeasedConnection`` is started there), hence `@unchecked Sendable`.
+/// Its mutable state is only read and written on the connection's event loop (every statement
+/// of ``LeasedConnection`` is started there), hence `@unchecked Sendable`.
 final class StoreConnection: PooledConnection, @unchecked Sendable {
     /// The postgres-nio connection.
     let postgres: PostgresConnection
     /// SQL text → the statement prepared for it on this connection. Event loop only.
     private var statements: [String: PreparedQuery] = [:]
+    /// The statement in flight (one at a time: the lease holder's): its number, deadline and
+    /// what to do when the deadline passes first. Event loop only.
+    private var pending: (id: UInt64, deadline: NIODeadline, expire: () -> Void)?
+    private var statementCount: UInt64 = 0
+    /// One timer per connection, not per statement: when it fires it expires the statement in
+    /// flight if its deadline passed, or re-arms for that statement's deadline. Event loop only.
+    private var watchdog: Scheduled<Void>?
+    private var watchdogAt = NIODeadline.distantFuture
 
     init(_ postgres: PostgresConnection) {
         self.postgres = postgres
+        postgres.closeFuture.whenComplete { _ in
+            self.watchdog?.cancel()
+            self.watchdog = nil
+        }
+    }
+
+    /// Starts watching the deadline of a statement about to be written (event loop only);
+    /// `expire` runs if the deadline passes before ``statementEnded(_:)``. Returns the
+    /// statement's number.
+    func statementStarted(deadline: NIODeadline, expire: @escaping () -> Void) -> UInt64 {
+        statementCount &+= 1
+        pending = (statementCount, deadline, expire)
+        if watchdog == nil || watchdogAt > deadline {
+            watchdog?.cancel()
+            armWatchdog(at: deadline)
+        }
+        return statementCount
+    }
+
+    /// Ends statement `id` (event loop only); `false` when its deadline expired it already.
+    func statementEnded(_ id: UInt64) -> Bool {
+        guard pending?.id == id else { return false }
+        pending = nil
+        return true
+    }
+
+    private func armWatchdog(at deadline: NIODeadline) {
+        watchdogAt = deadline
+        watchdog = postgres.eventLoop.scheduleTask(deadline: deadline) {
+            self.watchdog = nil
+            self.watchdogAt = .distantFuture
+            guard let pending = self.pending else { return }
+            if pending.deadline <= .now() {
+                self.pending = nil
+                pending.expire()
+            } else {
+                self.armWatchdog(at: pending.deadline)
+            }
+        }
     }
 
     var id: Int { postgres.id }
@@ -328,6 +376,7 @@ struct LeasedConnection: Sendable {
     /// Starts `start` on the connection's event loop once the channel is known to be active,
     /// and returns its result, or fails at the deadline (closing the connection).
     private func run<Value: Sendable>(_ start: @escaping @Sendable () -> EventLoopFuture<Value>) async throws -> Value {
+        let connection = self.connection
         let postgres = self.postgres
         let eventLoop = postgres.eventLoop
         let deadline = self.deadline
@@ -338,10 +387,9 @@ struct LeasedConnection: Sendable {
                         .connectionClosed, "the connection closed before the statement was sent"))
                     return
                 }
-                // Both callbacks run on this event loop: the first one to run settles.
-                let settled = LoopFlag()
-                let timer = eventLoop.scheduleTask(deadline: deadline) {
-                    guard settled.settle() else { return }
+                // The deadline and the result both run on this event loop: the first one ends
+                // the statement.
+                let id = connection.statementStarted(deadline: deadline) {
                     // Fail only once the channel is closed, so the pool has dropped the
                     // connection before the lease is handed back.
                     let _: EventLoopFuture<Void> = postgres.close()
@@ -351,8 +399,7 @@ struct LeasedConnection: Sendable {
                     }
                 }
                 start().whenComplete { result in
-                    guard settled.settle() else { return }
-                    timer.cancel()
+                    guard connection.statementEnded(id) else { return }
                     switch result {
                     case .success(let value):
                         continuation.resume(returning: value)
@@ -362,19 +409,6 @@ struct LeasedConnection: Sendable {
                 }
             }
         }
-    }
-}
-
-/// Whether one of two callbacks on the same event loop ran already.
-final class LoopFlag: @unchecked Sendable {
-    // Only touched on one event loop (see ``LeasedConnection``), hence unchecked.
-    private var done = false
-
-    /// `true` for the first caller only.
-    func settle() -> Bool {
-        if done { return false }
-        done = true
-        return true
     }
 }
 

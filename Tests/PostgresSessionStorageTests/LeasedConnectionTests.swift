@@ -60,6 +60,33 @@ struct PostgresLeasedConnectionTests {
         #expect(connection.postgres.isClosed)
     }
 
+    @Test("one timer per connection: a later statement's deadline, earlier or later than the armed one, is kept")
+    func deadlinesOfLaterStatements() async throws {
+        let connection = try await openConnection(id: 11)
+        // A quick statement arms the connection's timer for its deadline (1 s) ...
+        let first = LeasedConnection(connection: connection, deadline: .now() + .seconds(1), logger: PG.logger)
+        _ = try await first.query("SELECT 1")
+        // ... a later statement with a deadline after it is not expired when that timer fires.
+        let second = LeasedConnection(connection: connection, deadline: .now() + .milliseconds(2500), logger: PG.logger)
+        let start = ContinuousClock.now
+        let error = try await PG.storeError { _ = try await second.query("SELECT pg_sleep(30)") }
+        let elapsed = ContinuousClock.now - start
+        #expect(error.code == .timeout)
+        #expect(elapsed >= .seconds(2) && elapsed < .seconds(6), "\(elapsed)")
+        try await connection.postgres.closeFuture.get()
+
+        // A statement with a deadline before the armed one re-arms the timer earlier.
+        let other = try await openConnection(id: 12)
+        let slow = LeasedConnection(connection: other, deadline: .now() + .seconds(60), logger: PG.logger)
+        _ = try await slow.query("SELECT 1")
+        let fast = LeasedConnection(connection: other, deadline: .now() + .milliseconds(500), logger: PG.logger)
+        let again = ContinuousClock.now
+        let timeout = try await PG.storeError { _ = try await fast.query("SELECT pg_sleep(30)") }
+        #expect(timeout.code == .timeout)
+        #expect(ContinuousClock.now - again < .seconds(5))
+        try await other.postgres.closeFuture.get()
+    }
+
     /// The rows of a prepared statement, as (text, text) pairs.
     func pairs(_ leased: LeasedConnection, _ sql: String, _ binds: StatementBinds) async throws -> [String] {
         try await leased.execute(prepared: sql, binds).map { row in
