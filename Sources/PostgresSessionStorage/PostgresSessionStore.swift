@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -247,9 +254,20 @@ public final class PostgresSessionStore: SessionStore, Service {
     }
 
     private static func checkText(_ values: [String]) throws {
-        for value in values where value.utf8.contains(0) {
+        for value in values where containsNUL(value) {
             throw PostgresErrorMapping.error(.invalidArgument, "PostgreSQL text cannot contain a NUL byte")
         }
+    }
+
+    /// Whether `value` holds a NUL byte: `memchr` over native strings' contiguous UTF-8.
+    private static func containsNUL(_ value: String) -> Bool {
+        if let found = value.utf8.withContiguousStorageIfAvailable({ bytes -> Bool in
+            guard let base = bytes.baseAddress, !bytes.isEmpty else { return false }
+            return memchr(base, 0, bytes.count) != nil
+        }) {
+            return found
+        }
+        return value.utf8.contains(0)
     }
 
     /// The client's TLS settings; `nil` without TLS.

@@ -23,7 +23,9 @@ public final class MySQLClient: Service, Sendable {
         /// Requests that may wait for a busy pool; past it a request fails at once with
         /// ``MySQLError/Code/poolExhausted`` (the seed's `backlog`).
         public var backlog: Int
-        /// An idle connection is closed after this long (the seed's `keepalive_timeout`).
+        /// An idle connection is closed after this long (the seed's `keepalive_timeout`),
+        /// counted from when the client hands it back to the pool: at most about two seconds
+        /// after its last use.
         public var keepaliveTimeout: Duration
         /// Idle connections are pinged (COM_PING) this often; `nil` disables it.
         public var pingInterval: Duration?
