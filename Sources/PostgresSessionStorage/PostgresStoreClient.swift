@@ -157,9 +157,12 @@ final class PostgresStoreClient: Sendable {
             cache.put(lease)
             return result
         } catch {
-            // A statement failed on a closed connection: hand it back only once the pool has seen
+            // A statement failed on a closed or closing connection (the server may have said why
+            // before the socket closed): close it and hand it back only once the pool has seen
             // the close (its close future), or the next caller could lease the dead connection.
-            if connection.postgres.isClosed {
+            let code = (error as? SessionStoreError)?.code
+            if connection.postgres.isClosed || code == .connectionClosed || code == .timeout {
+                let _: EventLoopFuture<Void> = connection.postgres.close()
                 try? await connection.postgres.closeFuture.get()
             }
             cache.put(lease)
