@@ -140,6 +140,7 @@ let package = Package(
             name: "PostgresSessionStorage",
             dependencies: [
                 "SessionStorage",
+                "_PoolLease",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -313,6 +314,8 @@ let package = Package(
             name: "PostgresSessionStorageTests",
             dependencies: [
                 "PostgresSessionStorage",
+                "_PoolLease",
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 "SessionStorageConformance",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

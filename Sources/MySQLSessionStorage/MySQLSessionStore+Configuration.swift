@@ -44,7 +44,9 @@ extension MySQLSessionStore {
         public var sendTimeout: Duration
         /// Timeout of reading one statement's reply.
         public var readTimeout: Duration
-        /// An idle pooled connection is closed after this long (the seed's `keepalive_timeout`).
+        /// An idle pooled connection is closed after this long (the seed's `keepalive_timeout`),
+        /// counted from when the client hands it back to the pool: at most about two seconds
+        /// after its last use.
         public var keepaliveTimeout: Duration
         /// The pool's name, used in logs (nginx's socket pools are per name; here each store has its own pool).
         public var pool: String?

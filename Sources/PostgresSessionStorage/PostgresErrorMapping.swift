@@ -33,12 +33,31 @@ enum PostgresErrorMapping {
         )
     }
 
+    /// Maps an error of a statement that ended while the connection was `closed`: an error that
+    /// is not the server's answer then means the connection went away (`connectionClosed`).
+    static func map(_ error: any Error, phase: Phase, closed: Bool) -> SessionStoreError {
+        let mapped = map(error, phase: phase)
+        guard closed, mapped.serverMessage == nil, [.protocolError, .serverError].contains(mapped.code) else { return mapped }
+        return self.error(.connectionClosed, "the connection closed while a statement was in flight", underlying: error)
+    }
+
     static func map(_ error: any Error, phase: Phase) -> SessionStoreError {
         switch error {
         case let error as SessionStoreError:
             return error
         case let error as PSQLError:
             return map(error, phase: phase)
+        case let error as PostgresError:
+            // The prepared-statement API's errors.
+            switch error {
+            case .server(let message):
+                return server(
+                    state: message.fields[.sqlState] ?? "", message: message.fields[.message], phase: phase, underlying: error)
+            case .connectionClosed:
+                return self.error(.connectionClosed, "the connection closed while a statement was in flight", underlying: error)
+            case .protocol:
+                return self.error(.protocolError, "unexpected data from the server", underlying: error)
+            }
         case let error as ConnectionPoolError:
             return poolError(error, lastConnectError: nil)
         case let error as PostgresDecodingError:
@@ -53,8 +72,13 @@ enum PostgresErrorMapping {
                 return self.error(.timeout, "connecting took longer than the connect timeout", underlying: error)
             }
             switch phase {
-            case .connect: return self.error(.connectionFailed, "could not connect to PostgreSQL", underlying: error)
-            case .query: return self.error(.serverError, "the statement failed", underlying: error)
+            case .connect:
+                return self.error(.connectionFailed, "could not connect to PostgreSQL", underlying: error)
+            case .query where error is IOError || error is ChannelError:
+                // The prepared-statement API passes the connection's I/O error on as it is.
+                return self.error(.connectionClosed, "the connection failed while a statement was in flight", underlying: error)
+            case .query:
+                return self.error(.serverError, "the statement failed", underlying: error)
             }
         }
     }
@@ -77,6 +101,14 @@ enum PostgresErrorMapping {
         }
     }
 
+    /// An integer result column (sent as text, see ``SQLStatements``).
+    static func integer(_ text: String) throws -> Int {
+        guard let value = Int(text) else {
+            throw error(.protocolError, "an integer column could not be decoded")
+        }
+        return value
+    }
+
     static func poolError(_ error: ConnectionPoolError, lastConnectError: (any Error)?) -> SessionStoreError {
         switch error {
         case .poolShutdown:
@@ -97,23 +129,7 @@ enum PostgresErrorMapping {
         let serverMessage = error.serverInfo?[.message]
         switch error.code {
         case .server:
-            let state = error.serverInfo?[.sqlState] ?? ""
-            switch state {
-            case "28P01", "28000":
-                return self.error(.authenticationFailed, "the server refused the credentials (SQLSTATE \(state))", serverMessage: serverMessage, underlying: error)
-            case "57014":
-                return self.error(.timeout, "the server cancelled the statement (SQLSTATE 57014)", serverMessage: serverMessage, underlying: error)
-            case "57P01", "57P02", "57P03":
-                let code: SessionStoreError.Code = phase == .connect ? .connectionFailed : .connectionClosed
-                return self.error(code, "the server is shutting down or starting up (SQLSTATE \(state))", serverMessage: serverMessage, underlying: error)
-            case "22021":
-                return self.error(.invalidArgument, "the server rejected a character (SQLSTATE 22021)", serverMessage: serverMessage, underlying: error)
-            default:
-                if phase == .connect || state.hasPrefix("08") {
-                    return self.error(.connectionFailed, "the server refused the connection (SQLSTATE \(state))", serverMessage: serverMessage, underlying: error)
-                }
-                return self.error(.serverError, "the server answered with an error (SQLSTATE \(state))", serverMessage: serverMessage, underlying: error)
-            }
+            return server(state: error.serverInfo?[.sqlState] ?? "", message: serverMessage, phase: phase, underlying: error)
         case .sslUnsupported:
             return self.error(.tls, "TLS is required but the server does not offer it", underlying: error)
         case .failedToAddSSLHandler, .receivedUnencryptedDataAfterSSLRequest:
@@ -148,6 +164,26 @@ enum PostgresErrorMapping {
                 return self.error(.connectionFailed, "the server closed the connection while connecting (\(error.code))", underlying: error)
             }
             return self.error(.connectionClosed, "the connection closed while a statement was in flight (\(error.code))", underlying: error)
+        }
+    }
+
+    /// A server's error answer (SQLSTATE `state`).
+    private static func server(state: String, message serverMessage: String?, phase: Phase, underlying error: any Error) -> SessionStoreError {
+        switch state {
+        case "28P01", "28000":
+            return self.error(.authenticationFailed, "the server refused the credentials (SQLSTATE \(state))", serverMessage: serverMessage, underlying: error)
+        case "57014":
+            return self.error(.timeout, "the server cancelled the statement (SQLSTATE 57014)", serverMessage: serverMessage, underlying: error)
+        case "57P01", "57P02", "57P03":
+            let code: SessionStoreError.Code = phase == .connect ? .connectionFailed : .connectionClosed
+            return self.error(code, "the server is shutting down or starting up (SQLSTATE \(state))", serverMessage: serverMessage, underlying: error)
+        case "22021":
+            return self.error(.invalidArgument, "the server rejected a character (SQLSTATE 22021)", serverMessage: serverMessage, underlying: error)
+        default:
+            if phase == .connect || state.hasPrefix("08") {
+                return self.error(.connectionFailed, "the server refused the connection (SQLSTATE \(state))", serverMessage: serverMessage, underlying: error)
+            }
+            return self.error(.serverError, "the server answered with an error (SQLSTATE \(state))", serverMessage: serverMessage, underlying: error)
         }
     }
 

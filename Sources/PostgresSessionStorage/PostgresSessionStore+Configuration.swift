@@ -47,7 +47,9 @@ extension PostgresSessionStore {
         /// cannot be reused) and the operation fails with `timeout`.
         public var readTimeout: Duration = .seconds(10)
         /// How long a connection may stay idle in the pool before it is closed (seed
-        /// `keepalive_timeout`; the pool's idle timeout). Idle connections are not pinged: a
+        /// `keepalive_timeout`; the pool's idle timeout, counted from when the store hands the
+        /// connection back to the pool: at most about two seconds after its last use). Idle
+        /// connections are not pinged: a
         /// connection the server closed is dropped from the pool as soon as the close arrives.
         public var keepaliveTimeout: Duration = .seconds(60)
         /// A name for the connection pool (seed `pool`). Each store has its own pool; the

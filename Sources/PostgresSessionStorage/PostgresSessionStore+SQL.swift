@@ -51,7 +51,12 @@ struct SQLTableName: Sendable, Hashable {
 }
 
 /// Every statement the store sends. Values are always `$n` parameters; only the validated,
-/// quoted table names are part of the text.
+/// quoted table names are part of the text. The statements are prepared once per connection
+/// without parameter types, so every integer parameter carries a `::bigint` cast (the server
+/// would otherwise infer `to_timestamp($n)`'s argument as `double precision`), and every
+/// result column is `text`: postgres-nio 1.33.2's prepared statements ask for binary results
+/// but describe their columns as text, which only `text` columns survive (the same bytes in
+/// both formats).
 struct SQLStatements: Sendable {
     /// Whether a rotation's old record is kept stale or removed.
     enum Rotation: Sendable, Hashable, CaseIterable {
@@ -72,7 +77,7 @@ struct SQLStatements: Sendable {
     init(sessions: SQLTableName, meta: SQLTableName) {
         let t = sessions.quoted
         let m = meta.quoted
-        self.get = "SELECT data FROM \(t) WHERE sid = $1 AND exp >= to_timestamp($2)"
+        self.get = "SELECT data FROM \(t) WHERE sid = $1 AND exp >= to_timestamp($2::bigint)"
         self.delete = "DELETE FROM \(t) WHERE sid = $1"
         self.deleteWithMetadata = """
             WITH gone AS (DELETE FROM \(t) WHERE sid = $1), \
@@ -80,12 +85,12 @@ struct SQLStatements: Sendable {
             SELECT 1
             """
         self.readMetadata = """
-            SELECT m.sid, extract(epoch FROM s.exp)::bigint FROM \(m) m JOIN \(t) s ON s.sid = m.sid \
-            WHERE m.aud = $1 AND m.sub = $2 AND s.exp >= to_timestamp($3)
+            SELECT m.sid, extract(epoch FROM s.exp)::bigint::text FROM \(m) m JOIN \(t) s ON s.sid = m.sid \
+            WHERE m.aud = $1 AND m.sub = $2 AND s.exp >= to_timestamp($3::bigint)
             """
         self.deleteExpired = """
-            WITH gone AS (DELETE FROM \(t) WHERE sid IN (SELECT sid FROM \(t) WHERE exp < to_timestamp($1) LIMIT $2) RETURNING 1) \
-            SELECT count(*)::bigint FROM gone
+            WITH gone AS (DELETE FROM \(t) WHERE sid IN (SELECT sid FROM \(t) WHERE exp < to_timestamp($1::bigint) LIMIT $2::bigint) RETURNING 1) \
+            SELECT count(*)::text FROM gone
             """
         self.migrate = Self.schema(sessions: sessions, meta: meta)
         var sets: [Rotation: [Bool: String]] = [:]
@@ -109,7 +114,7 @@ struct SQLStatements: Sendable {
     private static func set(t: String, m: String, rotation: Rotation, metadata: Bool) -> String {
         var parts = [
             """
-            up AS (INSERT INTO \(t) (sid, name, data, exp) VALUES ($1, $2, $3, to_timestamp($4)) \
+            up AS (INSERT INTO \(t) (sid, name, data, exp) VALUES ($1, $2, $3, to_timestamp($4::bigint)) \
             ON CONFLICT (sid) DO UPDATE SET name = EXCLUDED.name, data = EXCLUDED.data, exp = EXCLUDED.exp)
             """
         ]
@@ -120,7 +125,7 @@ struct SQLStatements: Sendable {
             break
         case .keepStale:
             old = next
-            parts.append("old AS (UPDATE \(t) SET exp = to_timestamp($\(next + 1)) WHERE sid = $\(next) AND exp > to_timestamp($\(next + 1)))")
+            parts.append("old AS (UPDATE \(t) SET exp = to_timestamp($\(next + 1)::bigint) WHERE sid = $\(next) AND exp > to_timestamp($\(next + 1)::bigint))")
             next += 2
         case .remove:
             old = next

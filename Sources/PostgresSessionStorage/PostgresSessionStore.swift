@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -9,8 +16,8 @@ import SessionStorage
 /// The PostgreSQL backend of the storage contract, byte-compatible with lua-resty-session's
 /// `resty.session.postgres` tables.
 ///
-/// Built on postgres-nio's `PostgresClient` (its connection pool). Every value
-/// is a bound parameter. Times are stored as instants (`to_timestamp(epoch)` into a
+/// Built on postgres-nio's `PostgresConnection` and its connection pool module. Every value is a
+/// bound parameter of a statement prepared once per connection. Times are stored as instants (`to_timestamp(epoch)` into a
 /// `timestamptz` column), so the answer is the same whatever the server's `TimeZone`. Each
 /// `set` is one statement (data-modifying CTEs), hence atomic: the upsert, the rotation of the
 /// old record and every metadata row change together or not at all.
@@ -66,10 +73,10 @@ public final class PostgresSessionStore: SessionStore, Service {
         self.instrumentation = SessionStoreInstrumentation(backend: Self.backendName, logger: logger)
         let settings = try Self.tlsSettings(configuration)
         self.pool = PostgresStoreClient(
-            client: Self.clientConfiguration(configuration, tls: settings),
-            probe: try Self.connectionConfiguration(configuration, tls: settings),
+            connection: try Self.connectionConfiguration(configuration, tls: settings),
             poolSize: configuration.poolSize,
             backlog: configuration.backlog,
+            idleTimeout: configuration.keepaliveTimeout,
             leaseTimeout: configuration.connectTimeout,
             queryTimeout: configuration.sendTimeout + configuration.readTimeout,
             eventLoopGroup: eventLoopGroup,
@@ -77,8 +84,8 @@ public final class PostgresSessionStore: SessionStore, Service {
         )
     }
 
-    /// Runs the connection pool (`PostgresClient.run()`) until the task is cancelled or a
-    /// graceful shutdown is requested, then closes every connection and returns. Call it once.
+    /// Runs the connection pool until the task is cancelled or a graceful shutdown is
+    /// requested, then closes every connection and returns. Call it once.
     public func run() async {
         await pool.run()
     }
@@ -100,7 +107,7 @@ public final class PostgresSessionStore: SessionStore, Service {
                 }
                 try await connection.execute("COMMIT")
             } catch {
-                if !connection.connection.isClosed {
+                if !connection.postgres.isClosed {
                     _ = try? await connection.execute("ROLLBACK")
                 }
                 throw error
@@ -121,7 +128,7 @@ public final class PostgresSessionStore: SessionStore, Service {
                 try Self.checkText(metadata.subjects)
             }
 
-            var binds = PostgresBindings(capacity: 8)
+            var binds = StatementBinds(capacity: 8)
             binds.append(request.key)
             binds.append(request.name)
             binds.append(request.value)
@@ -143,8 +150,7 @@ public final class PostgresSessionStore: SessionStore, Service {
                 binds.append(metadata.audiences)
                 binds.append(metadata.subjects)
             }
-            let sql = statements.set(rotation: rotation, metadata: metadata != nil)
-            try await execute(PostgresQuery(unsafeSQL: sql, binds: binds))
+            try await execute(statements.set(rotation: rotation, metadata: metadata != nil), binds)
         }
     }
 
@@ -153,13 +159,13 @@ public final class PostgresSessionStore: SessionStore, Service {
         try await instrumentation.observe(.get) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             try Self.checkText(name, key)
-            var binds = PostgresBindings(capacity: 2)
+            var binds = StatementBinds(capacity: 2)
             binds.append(key)
             binds.append(currentTime)
-            let query = PostgresQuery(unsafeSQL: statements.get, binds: binds)
+            let sql = statements.get
             return try await pool.withConnection { connection in
                 var value: String?
-                for row in try await connection.query(query) {
+                for row in try await connection.execute(prepared: sql, binds) {
                     value = try PostgresErrorMapping.decode(row, as: String?.self)
                 }
                 return value
@@ -173,7 +179,7 @@ public final class PostgresSessionStore: SessionStore, Service {
         try await instrumentation.observe(.delete) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             try Self.checkText(name, key)
-            var binds = PostgresBindings(capacity: 3)
+            var binds = StatementBinds(capacity: 3)
             binds.append(key)
             let sql: String
             if let metadata, !metadata.isEmpty {
@@ -185,7 +191,7 @@ public final class PostgresSessionStore: SessionStore, Service {
             } else {
                 sql = statements.delete
             }
-            try await execute(PostgresQuery(unsafeSQL: sql, binds: binds))
+            try await execute(sql, binds)
         }
     }
 
@@ -194,16 +200,18 @@ public final class PostgresSessionStore: SessionStore, Service {
         try await instrumentation.observe(.readMetadata) {
             try SessionStoreValidation.index(name: name, audience: audience, subject: subject, currentTime: currentTime)
             try Self.checkText(name, audience, subject)
-            var binds = PostgresBindings(capacity: 3)
+            var binds = StatementBinds(capacity: 3)
             binds.append(audience)
             binds.append(subject)
             binds.append(currentTime)
-            let query = PostgresQuery(unsafeSQL: statements.readMetadata, binds: binds)
+            let sql = statements.readMetadata
             return try await pool.withConnection { connection in
                 var result: [String: Int] = [:]
-                for row in try await connection.query(query) {
-                    let (sid, exp) = try PostgresErrorMapping.decode(row, as: (String, Int64?).self)
-                    if let exp { result[sid] = Int(exp) }
+                for row in try await connection.execute(prepared: sql, binds) {
+                    let (sid, exp) = try PostgresErrorMapping.decode(row, as: (String, String?).self)
+                    if let exp {
+                        result[sid] = try PostgresErrorMapping.integer(exp)
+                    }
                 }
                 return result
             }
@@ -219,14 +227,14 @@ public final class PostgresSessionStore: SessionStore, Service {
             throw PostgresErrorMapping.error(.invalidArgument, "batchSize must be positive")
         }
         try SessionStoreValidation.time(currentTime)
-        var binds = PostgresBindings(capacity: 2)
+        var binds = StatementBinds(capacity: 2)
         binds.append(currentTime)
         binds.append(batchSize)
-        let query = PostgresQuery(unsafeSQL: statements.deleteExpired, binds: binds)
+        let sql = statements.deleteExpired
         return try await pool.withConnection { connection in
             var deleted = 0
-            for row in try await connection.query(query) {
-                deleted = Int(try PostgresErrorMapping.decode(row, as: Int64.self))
+            for row in try await connection.execute(prepared: sql, binds) {
+                deleted = try PostgresErrorMapping.integer(try PostgresErrorMapping.decode(row, as: String.self))
             }
             return deleted
         }
@@ -234,9 +242,9 @@ public final class PostgresSessionStore: SessionStore, Service {
 
     // MARK: - Helpers
 
-    private func execute(_ query: PostgresQuery) async throws {
+    private func execute(_ sql: String, _ binds: StatementBinds) async throws {
         try await pool.withConnection { connection in
-            try await connection.execute(query)
+            _ = try await connection.execute(prepared: sql, binds)
         }
     }
 
@@ -246,9 +254,20 @@ public final class PostgresSessionStore: SessionStore, Service {
     }
 
     private static func checkText(_ values: [String]) throws {
-        for value in values where value.utf8.contains(0) {
+        for value in values where containsNUL(value) {
             throw PostgresErrorMapping.error(.invalidArgument, "PostgreSQL text cannot contain a NUL byte")
         }
+    }
+
+    /// Whether `value` holds a NUL byte: `memchr` over native strings' contiguous UTF-8.
+    private static func containsNUL(_ value: String) -> Bool {
+        if let found = value.utf8.withContiguousStorageIfAvailable({ bytes -> Bool in
+            guard let base = bytes.baseAddress, !bytes.isEmpty else { return false }
+            return memchr(base, 0, bytes.count) != nil
+        }) {
+            return found
+        }
+        return value.utf8.contains(0)
     }
 
     /// The client's TLS settings; `nil` without TLS.
@@ -271,47 +290,7 @@ public final class PostgresSessionStore: SessionStore, Service {
         return settings
     }
 
-    static func clientConfiguration(_ configuration: Configuration, tls settings: TLSConfiguration?) -> PostgresClient.Configuration {
-        var result: PostgresClient.Configuration
-        if let socket = configuration.socket {
-            result = PostgresClient.Configuration(
-                unixSocketPath: socket,
-                username: configuration.username,
-                password: configuration.password,
-                database: configuration.database
-            )
-        } else {
-            let tls: PostgresClient.Configuration.TLS =
-                switch (configuration.tls.mode, settings) {
-                case (.require, let settings?): .require(settings)
-                case (.prefer, let settings?): .prefer(settings)
-                default: .disable
-                }
-            result = PostgresClient.Configuration(
-                host: configuration.host,
-                port: configuration.port,
-                username: configuration.username,
-                password: configuration.password,
-                database: configuration.database,
-                tls: tls
-            )
-            result.options.tlsServerName = configuration.tls.serverName
-        }
-        result.options.connectTimeout = configuration.connectTimeout
-        result.options.additionalStartupParameters = [("application_name", configuration.application)]
-        result.options.minimumConnections = 0
-        result.options.maximumConnections = configuration.poolSize
-        result.options.connectionIdleTimeout = configuration.keepaliveTimeout
-        // No keep-alive pings: postgres-nio 1.33.2 runs them with `PostgresConnection.query`,
-        // which never returns when its connection closed just before (see `LeasedConnection`);
-        // a hung ping keeps `run()` from ever returning. A dead connection is noticed when the
-        // server closes it, or by the first statement on it, which then fails with
-        // `connectionClosed`.
-        result.options.keepAliveBehavior = nil
-        return result
-    }
-
-    /// The same settings for one direct connection (the store's diagnosis of connect failures).
+    /// The settings of each pooled connection.
     static func connectionConfiguration(_ configuration: Configuration, tls settings: TLSConfiguration?) throws -> PostgresConnection.Configuration {
         var result: PostgresConnection.Configuration
         if let socket = configuration.socket {

@@ -1,71 +1,136 @@
 import _ConnectionPoolModule
+import _PoolLease
 import Logging
 import NIOCore
 import PostgresNIO
+import ServiceLifecycle
 import SessionStorage
 import Synchronization
 
-/// postgres-nio's `PostgresClient` (its connection pool and idle timeout; keep-alive pings off, see
-/// `PostgresSessionStore.clientConfiguration`), with the limits of the storage contract on top:
+/// The store's connection pool: postgres-nio's `_ConnectionPoolModule` pool of
+/// `PostgresConnection`s (wrapped in ``StoreConnection``, which caches the prepared statements
+/// of each connection), with the limits of the storage contract on top:
 ///
 /// - admission: past `poolSize + backlog` operations in flight an operation fails at once with
 ///   `poolExhausted`;
-/// - the wait for a pooled connection is bounded by the connect timeout. `PostgresClient` keeps
-///   a caller queued while its connection attempts fail until its circuit breaker trips (60 s),
-///   and never says why; so a caller that has waited a third of the connect timeout (2 s at
-///   most) while no lease succeeded lately, or whose wait times out, or who meets the open
-///   breaker, has the store connect once itself (one attempt shared by every caller that needs
-///   it, remembered for a second) and fails with that attempt's error when waiting will not cure
-///   it: a wrong password is `authenticationFailed`, a TLS failure `tls`, a stopped server
-///   `connectionFailed`;
+/// - the wait for a pooled connection is bounded by the connect timeout (a timer on an event
+///   loop that cancels the pool request: no child task, no sleeping task). A connection
+///   attempt that fails for a reason waiting will not cure (a wrong password is
+///   `authenticationFailed`, a TLS failure `tls`, a stopped server `connectionFailed`) ends the
+///   wait of every caller at once with that error, unless leases keep succeeding (the pool is
+///   only busy); a wait that times out after failed attempts reports the last attempt's error;
+///   once attempts have failed for the connect timeout the pool's circuit breaker fails new
+///   callers at once (with that error) while it keeps retrying in the background;
 /// - the query phase is bounded by the send + read timeouts; when they pass the connection is
 ///   closed (its state is unknown) and the operation fails with `timeout`. Every statement goes
-///   through ``LeasedConnection/query(_:)``, which also ends when the connection closes.
+///   through ``LeasedConnection``, which also ends when the connection closes.
 ///
-/// Every operation is structured: its lease and its deadline are two child tasks of the caller,
-/// so nothing outlives the call. (One upstream window remains: `ConnectionPool.leaseConnection()`
-/// in postgres-nio 1.33.2 checks for cancellation before it queues its request, so a lease
-/// cancelled in between stays queued until a connection frees up, the circuit breaker trips or
-/// the pool shuts down. The call then returns late, never not at all.)
+/// Nothing outlives an operation: the caller's own task leases (from the leases kept between
+/// operations, or resumed by the pool), runs the statements (resumed by the connection's event
+/// loop) and hands the connection back.
 final class PostgresStoreClient: Sendable {
-    private let client: PostgresClient
-    private let diagnosis: ConnectDiagnosis
+    typealias Pool = ConnectionPool<
+        StoreConnection, Int, ConnectionIDGenerator, PoolLeaseRequest<StoreConnection>, Int,
+        NoOpKeepAliveBehavior<StoreConnection>, NoOpConnectionPoolMetrics<Int>, ContinuousClock
+    >
+
+    private let pool: Pool
+    private let waiters: PoolLeaseWaiters<StoreConnection>
+    /// Leases kept between operations (see `PoolLeaseCache`): most operations never touch the
+    /// pool.
+    private let cache = PoolLeaseCache<StoreConnection>(maximumIdle: .seconds(1)) { $0.postgres.isClosed }
+    private let connectFailures: ConnectFailures
     private let inFlight = Atomic<Int>(0)
-    private let leases = RecentLeases()
+    private let leases: RecentLeases
     /// `poolSize + backlog`, or `nil` for an unbounded backlog.
     private let admissionLimit: Int?
-    private let leaseTimeout: Duration
+    private let leaseTimeout: TimeAmount
     private let queryTimeout: TimeAmount
+    private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
 
     init(
-        client configuration: PostgresClient.Configuration,
-        probe probeConfiguration: PostgresConnection.Configuration,
+        connection configuration: PostgresConnection.Configuration,
         poolSize: Int,
         backlog: Int?,
+        idleTimeout: Duration,
         leaseTimeout: Duration,
         queryTimeout: Duration,
         eventLoopGroup: any EventLoopGroup,
         logger: Logger
     ) {
-        self.client = PostgresClient(configuration: configuration, eventLoopGroup: eventLoopGroup, backgroundLogger: logger)
-        self.diagnosis = ConnectDiagnosis(configuration: probeConfiguration, eventLoopGroup: eventLoopGroup, logger: logger)
         self.admissionLimit = backlog.map { poolSize + max(0, $0) }
-        self.leaseTimeout = leaseTimeout
+        self.leaseTimeout = TimeAmount(leaseTimeout)
         self.queryTimeout = TimeAmount(queryTimeout)
+        self.eventLoopGroup = eventLoopGroup
         self.logger = logger
+        let waiters = PoolLeaseWaiters<StoreConnection>()
+        let connectFailures = ConnectFailures()
+        let leases = RecentLeases()
+        self.waiters = waiters
+        self.connectFailures = connectFailures
+        self.leases = leases
+
+        var poolConfiguration = ConnectionPoolConfiguration()
+        poolConfiguration.minimumConnectionCount = 0
+        poolConfiguration.maximumConnectionSoftLimit = poolSize
+        poolConfiguration.maximumConnectionHardLimit = poolSize
+        poolConfiguration.idleTimeout = idleTimeout
+        poolConfiguration.circuitBreakerTripAfter = leaseTimeout
+        self.pool = Pool(
+            configuration: poolConfiguration,
+            idGenerator: ConnectionIDGenerator(),
+            requestType: PoolLeaseRequest<StoreConnection>.self,
+            keepAliveBehavior: NoOpKeepAliveBehavior(connectionType: StoreConnection.self),
+            observabilityDelegate: NoOpConnectionPoolMetrics(connectionIDType: Int.self),
+            clock: ContinuousClock()
+        ) { id, pool in
+            do {
+                let connection = try await PostgresConnection.connect(
+                    on: eventLoopGroup.any(), configuration: configuration, id: id, logger: logger)
+                return ConnectionAndMetadata(connection: StoreConnection(connection), maximalStreamsOnConnection: 1)
+            } catch {
+                let mapped = PostgresErrorMapping.map(error, phase: .connect)
+                connectFailures.record(mapped)
+                // Waiting will not cure it, and no lease succeeds lately (the pool is not merely
+                // busy): every waiting caller fails now, with this error.
+                if Self.isDefinite(mapped), !leases.recent() {
+                    waiters.abandonAll { pool.cancelLeaseConnection($0) }
+                }
+                throw error
+            }
+        }
     }
 
-    /// Runs the client's pool until the task is cancelled or a graceful shutdown is requested.
-    /// Returns once every connection is closed.
+    /// Runs the pool until the task is cancelled or a graceful shutdown is requested. Returns
+    /// once every connection is closed.
     func run() async {
-        await client.run()
+        let cache = self.cache
+        // Leases kept unused for a second go back to the pool, whose idle timeout then applies.
+        let sweeper = eventLoopGroup.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            cache.releaseIdle()
+        }
+        await cancelWhenGracefulShutdown {
+            await withTaskCancellationHandler {
+                await self.pool.run()
+            } onCancel: {
+                // The pool shuts down once every lease is back.
+                cache.close()
+            }
+        }
+        sweeper.cancel()
+        cache.close()
+    }
+
+    /// Errors that waiting for the pool will not cure: waiting callers fail at once with them.
+    static func isDefinite(_ error: SessionStoreError) -> Bool {
+        [.authenticationFailed, .tls, .connectionFailed].contains(error.code)
     }
 
     /// Leases a connection (waiting at most the lease timeout), runs `body` on it within the
     /// query deadline, and returns it to the pool.
     func withConnection<Result: Sendable>(
-        _ body: @escaping @Sendable (LeasedConnection) async throws -> Result
+        _ body: (LeasedConnection) async throws -> Result
     ) async throws -> Result {
         if let admissionLimit {
             let now = inFlight.wrappingAdd(1, ordering: .relaxed).newValue
@@ -78,189 +143,281 @@ final class PostgresStoreClient: Sendable {
             if admissionLimit != nil { inFlight.wrappingSubtract(1, ordering: .relaxed) }
         }
 
-        let phase = LeasePhase()
-        let client = self.client
-        let queryTimeout = self.queryTimeout
-        let logger = self.logger
-        let leaseTimeout = self.leaseTimeout
-        let diagnosis = self.diagnosis
-        let leases = self.leases
-        // A caller that has waited this long while no lease succeeded lately asks why at once,
-        // rather than waiting out the whole connect timeout for a wrong password or a server
-        // that is down.
-        let diagnoseAfter = min(.seconds(2), leaseTimeout / 3)
-        let outcome = await withTaskGroup(of: Step<Result>.self) { group -> Swift.Result<Result, any Error>? in
-            group.addTask {
-                do {
-                    let value = try await client.withConnection { connection in
-                        // The lease deadline passed first: the caller is gone, hand it back.
-                        guard phase.leased() else { throw CancellationError() }
-                        leases.record()
-                        return try await Self.run(body, on: connection, deadline: .now() + queryTimeout, logger: logger)
-                    }
-                    return .finished(.success(value))
-                } catch {
-                    return .finished(.failure(error))
-                }
-            }
-            group.addTask {
-                do {
-                    try await Task.sleep(for: diagnoseAfter)
-                    return .diagnoseNow
-                } catch {
-                    return .timerCancelled
-                }
-            }
-            while let step = await group.next() {
-                switch step {
-                case .finished(let result):
-                    group.cancelAll()
-                    return result
-                case .diagnoseNow:
-                    group.addTask {
-                        do {
-                            try await Task.sleep(for: leaseTimeout - diagnoseAfter)
-                            return .leaseDeadline
-                        } catch {
-                            return .timerCancelled
-                        }
-                    }
-                    // Leases succeed (the pool is only busy): no need to ask.
-                    guard !leases.recent() else { continue }
-                    group.addTask { .diagnosed(await diagnosis.connectFailure()) }
-                case .diagnosed(let failure):
-                    // A connection attempt fails for a reason that waiting will not cure.
-                    if let failure, ConnectDiagnosis.isDefinite(failure), phase.abandon() {
-                        group.cancelAll()
-                        return .failure(failure)
-                    }
-                case .leaseDeadline:
-                    // Still waiting for a connection: give up (cancelling the lease request).
-                    // Already leased: the query deadline bounds the rest.
-                    if phase.abandon() {
-                        group.cancelAll()
-                        return nil
-                    }
-                case .timerCancelled:
-                    continue
-                }
-            }
-            return nil
+        let lease: ConnectionLease<StoreConnection>
+        if let kept = cache.take() {
+            lease = kept
+        } else {
+            defer { cache.doneWaiting() }
+            lease = try await self.lease()
         }
-
-        switch outcome {
-        case .success(let value):
-            return value
-        case .failure(let error):
-            if case .connectionCreationCircuitBreakerTripped = error as? ConnectionPoolError {
-                throw await diagnosis.error(reason: "connection attempts keep failing")
-            }
-            throw PostgresErrorMapping.map(error, phase: .query)
-        case nil:
-            throw await diagnosis.error(reason: "no pooled connection became available within the connect timeout")
-        }
-    }
-
-    /// Runs `body` on a leased connection. When it fails on a closed connection, waits until the
-    /// pool has seen the close (its close future) before the lease is handed back, or the next
-    /// caller could lease the dead connection.
-    private static func run<Result>(
-        _ body: (LeasedConnection) async throws -> Result,
-        on connection: PostgresConnection,
-        deadline: NIODeadline,
-        logger: Logger
-    ) async throws -> Result {
+        leases.record()
+        let connection = lease.connection
         do {
-            return try await body(LeasedConnection(connection: connection, deadline: deadline, logger: logger))
+            let result = try await body(LeasedConnection(connection: connection, deadline: .now() + queryTimeout, logger: logger))
+            cache.put(lease)
+            return result
         } catch {
-            if connection.isClosed {
-                try? await connection.closeFuture.get()
+            // A statement failed on a closed or closing connection (the server may have said why
+            // before the socket closed): close it and hand it back only once the pool has seen
+            // the close (its close future), or the next caller could lease the dead connection.
+            let code = (error as? SessionStoreError)?.code
+            if connection.postgres.isClosed || code == .connectionClosed || code == .timeout {
+                let _: EventLoopFuture<Void> = connection.postgres.close()
+                try? await connection.postgres.closeFuture.get()
             }
+            cache.put(lease)
             throw error
         }
     }
 
-    private enum Step<Value: Sendable>: Sendable {
-        case finished(Swift.Result<Value, any Error>)
-        case diagnoseNow
-        case diagnosed(SessionStoreError?)
-        case leaseDeadline
-        case timerCancelled
+    private func lease() async throws -> ConnectionLease<StoreConnection> {
+        let pool = self.pool
+        let failuresBefore = connectFailures.count
+        let outcome = await waiters.lease(
+            timeout: leaseTimeout,
+            on: eventLoopGroup.any(),
+            request: { pool.leaseConnection($0) },
+            cancel: { pool.cancelLeaseConnection($0) }
+        )
+        switch (outcome.result, outcome.cancellation) {
+        case (.success(let lease), _):
+            return lease
+        case (.failure, .abandoned?):
+            throw connectFailures.last
+                ?? PostgresErrorMapping.error(.connectionFailed, "no connection to PostgreSQL could be made")
+        case (.failure, .timedOut?):
+            if connectFailures.count != failuresBefore, let last = connectFailures.last {
+                throw last
+            }
+            throw PostgresErrorMapping.error(
+                .timeout, "no pooled connection became available within the connect timeout (is run() running?)")
+        case (.failure, .taskCancelled?):
+            throw PostgresErrorMapping.error(.timeout, "the operation was cancelled", underlying: CancellationError())
+        case (.failure(let error), nil):
+            throw PostgresErrorMapping.poolError(error, lastConnectError: connectFailures.last)
+        }
+    }
+}
+
+/// A pooled PostgreSQL connection, the statements prepared on it and the deadline of the
+/// statement in flight.
+///
+/// Its mutable state is only read and written on the connection's event loop (every statement
+/// of ``LeasedConnection`` is started there), hence `@unchecked Sendable`.
+final class StoreConnection: PooledConnection, @unchecked Sendable {
+    /// The postgres-nio connection.
+    let postgres: PostgresConnection
+    /// SQL text → the statement prepared for it on this connection. Event loop only.
+    private var statements: [String: PreparedQuery] = [:]
+    /// The statement in flight (one at a time: the lease holder's): its number, deadline and
+    /// what to do when the deadline passes first. Event loop only.
+    private var pending: (id: UInt64, deadline: NIODeadline, expire: () -> Void)?
+    private var statementCount: UInt64 = 0
+    /// One timer per connection, not per statement: when it fires it expires the statement in
+    /// flight if its deadline passed, or re-arms for that statement's deadline. Event loop only.
+    private var watchdog: Scheduled<Void>?
+    private var watchdogAt = NIODeadline.distantFuture
+
+    init(_ postgres: PostgresConnection) {
+        self.postgres = postgres
+        postgres.closeFuture.whenComplete { _ in
+            self.watchdog?.cancel()
+            self.watchdog = nil
+        }
+    }
+
+    /// Starts watching the deadline of a statement about to be written (event loop only);
+    /// `expire` runs if the deadline passes before ``statementEnded(_:)``. Returns the
+    /// statement's number.
+    func statementStarted(deadline: NIODeadline, expire: @escaping () -> Void) -> UInt64 {
+        statementCount &+= 1
+        pending = (statementCount, deadline, expire)
+        if watchdog == nil || watchdogAt > deadline {
+            watchdog?.cancel()
+            armWatchdog(at: deadline)
+        }
+        return statementCount
+    }
+
+    /// Ends statement `id` (event loop only); `false` when its deadline expired it already.
+    func statementEnded(_ id: UInt64) -> Bool {
+        guard pending?.id == id else { return false }
+        pending = nil
+        return true
+    }
+
+    private func armWatchdog(at deadline: NIODeadline) {
+        watchdogAt = deadline
+        watchdog = postgres.eventLoop.scheduleTask(deadline: deadline) {
+            self.watchdog = nil
+            self.watchdogAt = .distantFuture
+            guard let pending = self.pending else { return }
+            if pending.deadline <= .now() {
+                self.pending = nil
+                pending.expire()
+            } else {
+                self.armWatchdog(at: pending.deadline)
+            }
+        }
+    }
+
+    var id: Int { postgres.id }
+
+    func onClose(_ closure: @escaping @Sendable ((any Error)?) -> Void) {
+        postgres.closeFuture.whenComplete { _ in closure(nil) }
+    }
+
+    func close() {
+        let _: EventLoopFuture<Void> = postgres.close()
+    }
+
+    /// How many statements are prepared on this connection (event loop only; for tests).
+    var preparedCount: Int {
+        postgres.eventLoop.preconditionInEventLoop()
+        return statements.count
+    }
+
+    /// Runs `sql` as a statement prepared on this connection (preparing it on first use) with
+    /// `binds`, collecting its rows. Must be called on the connection's event loop.
+    ///
+    /// A statement the server no longer knows (`DEALLOCATE`, a pooler's `DISCARD ALL`: SQLSTATE
+    /// 26000) or whose plan no longer fits (a changed table: 0A000 "cached plan must not change
+    /// result type") is prepared again and run once more; nothing ran the first time, as the
+    /// server refuses it before executing.
+    func execute(_ sql: String, _ binds: [PostgresData], retry: Bool = true) -> EventLoopFuture<[PostgresRow]> {
+        postgres.eventLoop.preconditionInEventLoop()
+        let result: EventLoopFuture<[PostgresRow]>
+        if let statement = statements[sql] {
+            result = statement.execute(binds)
+        } else {
+            result = postgres.prepare(query: sql).flatMap { statement in
+                self.statements[sql] = statement
+                return statement.execute(binds)
+            }
+        }
+        guard retry else { return result }
+        return result.flatMapError { error in
+            guard Self.isStale(error), !self.postgres.isClosed else {
+                return self.postgres.eventLoop.makeFailedFuture(error)
+            }
+            self.statements[sql] = nil
+            return self.execute(sql, binds, retry: false)
+        }
+    }
+
+    /// Whether the server refused a prepared statement it no longer has or can no longer run.
+    static func isStale(_ error: any Error) -> Bool {
+        guard case .server(let message) = error as? PostgresError else { return false }
+        switch message.fields[.sqlState] {
+        case "26000": return true
+        case "0A000": return message.fields[.message]?.contains("cached plan") == true
+        default: return false
+        }
+    }
+}
+
+/// A statement's parameters, in the wire form of the prepared statement API.
+struct StatementBinds: Sendable {
+    private(set) var values: [PostgresData] = []
+
+    init(capacity: Int) {
+        values.reserveCapacity(capacity)
+    }
+
+    /// Appends a value in its binary form.
+    mutating func append<Value: PostgresNonThrowingEncodable>(_ value: Value) {
+        var buffer = ByteBuffer()
+        value.encode(into: &buffer, context: .default)
+        values.append(PostgresData(type: Value.psqlType, formatCode: Value.psqlFormat, value: buffer))
     }
 }
 
 /// A connection leased for one operation, whose statements all finish by `deadline`.
 ///
-/// Every statement goes through ``query(_:)``, which returns on the first of: the statement's
-/// result or the deadline (which also closes the connection, as its state is then unknown).
-/// postgres-nio 1.33.2's `PostgresConnection.query` writes its request with no write promise:
-/// on a connection whose channel has already closed (the server went away between the lease
-/// and the write), the write is dropped by the channel and the query's own promise is never
-/// completed, so awaiting it alone never returns. ``query(_:)`` therefore writes only from the
-/// connection's event loop, after checking there that the channel is still active.
+/// Every statement returns on the first of: its result, the deadline (which also closes the
+/// connection, as its state is then unknown). postgres-nio 1.33.2 writes a request with no
+/// write promise: on a connection whose channel has already closed (the server went away
+/// between the lease and the write), the write is dropped by the channel and the request's own
+/// promise is never completed, so awaiting it alone never returns. Statements are therefore
+/// written only from the connection's event loop, after checking there that the channel is
+/// still active: on its own event loop a write goes through the pipeline at once, and while the
+/// channel is active its handlers are all in place, so the request reaches postgres-nio's
+/// handler, which answers it even if the connection closes next.
 struct LeasedConnection: Sendable {
-    let connection: PostgresConnection
+    let connection: StoreConnection
     let deadline: NIODeadline
     let logger: Logger
 
-    /// Runs `query` and collects its rows.
-    func query(_ query: PostgresQuery) async throws -> PostgresQueryResult {
-        let eventLoop = connection.eventLoop
-        let outcome = eventLoop.makePromise(of: PostgresQueryResult.self)
-        let settled = Settled()
-        let connection = self.connection
-        let timer = eventLoop.scheduleTask(deadline: deadline) {
-            guard settled.settle() else { return }
-            // Fail only once the channel is closed, so the pool has dropped the connection
-            // before the lease is handed back.
-            let _: EventLoopFuture<Void> = connection.close()
-            connection.closeFuture.whenComplete { _ in
-                outcome.fail(PostgresErrorMapping.error(
-                    .timeout, "the statement did not complete within the send and read timeouts; the connection was closed"))
-            }
-        }
-        // The statement is written from the connection's event loop, after checking there that
-        // the channel is still active: on its own event loop a write goes through the pipeline
-        // at once, and while the channel is active its handlers are all in place, so the
-        // statement reaches postgres-nio's handler, which answers it even if the connection
-        // closes next. (A write issued from another thread could arrive after the close and
-        // be dropped, with the statement's promise never completed.)
-        let logger = self.logger
-        eventLoop.flatSubmit { () -> EventLoopFuture<PostgresQueryResult> in
-            guard !connection.isClosed else {
-                return eventLoop.makeFailedFuture(
-                    PostgresErrorMapping.error(.connectionClosed, "the connection closed before the statement was sent"))
-            }
-            return connection.query(query, logger: logger)
-        }.whenComplete { result in
-            guard settled.settle() else { return }
-            timer.cancel()
-            switch result {
-            case .success(let rows): outcome.succeed(rows)
-            case .failure(let error): outcome.fail(PostgresErrorMapping.map(error, phase: .query))
-            }
-        }
-        return try await outcome.futureResult.get()
+    init(connection: StoreConnection, deadline: NIODeadline, logger: Logger) {
+        self.connection = connection
+        self.deadline = deadline
+        self.logger = logger
     }
 
-    /// Runs `query` and ignores its rows.
+    /// The postgres-nio connection.
+    var postgres: PostgresConnection { connection.postgres }
+
+    /// Runs `sql` as a prepared statement of this connection with `binds`; returns its rows.
+    func execute(prepared sql: String, _ binds: StatementBinds) async throws -> [PostgresRow] {
+        let connection = self.connection
+        let values = binds.values
+        return try await run { connection.execute(sql, values) }
+    }
+
+    /// Runs `query` unprepared (one-off statements: migrations) and collects its rows.
+    func query(_ query: PostgresQuery) async throws -> PostgresQueryResult {
+        let postgres = self.postgres
+        let logger = self.logger
+        return try await run { postgres.query(query, logger: logger) }
+    }
+
+    /// Runs `query` unprepared and ignores its rows.
     func execute(_ query: PostgresQuery) async throws {
         _ = try await self.query(query)
     }
-}
 
-/// Whether one of several racing callbacks has completed a promise already.
-final class Settled: Sendable {
-    private let state = Atomic<Bool>(false)
-
-    /// `true` for the first caller only.
-    func settle() -> Bool {
-        state.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+    /// Starts `start` on the connection's event loop once the channel is known to be active,
+    /// and returns its result, or fails at the deadline (closing the connection).
+    private func run<Value: Sendable>(_ start: @escaping @Sendable () -> EventLoopFuture<Value>) async throws -> Value {
+        let connection = self.connection
+        let postgres = self.postgres
+        let eventLoop = postgres.eventLoop
+        let deadline = self.deadline
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
+            eventLoop.execute {
+                guard !postgres.isClosed else {
+                    continuation.resume(throwing: PostgresErrorMapping.error(
+                        .connectionClosed, "the connection closed before the statement was sent"))
+                    return
+                }
+                // The deadline and the result both run on this event loop: the first one ends
+                // the statement.
+                let id = connection.statementStarted(deadline: deadline) {
+                    // Fail only once the channel is closed, so the pool has dropped the
+                    // connection before the lease is handed back.
+                    let _: EventLoopFuture<Void> = postgres.close()
+                    postgres.closeFuture.whenComplete { _ in
+                        continuation.resume(throwing: PostgresErrorMapping.error(
+                            .timeout, "the statement did not complete within the send and read timeouts; the connection was closed"))
+                    }
+                }
+                start().whenComplete { result in
+                    guard connection.statementEnded(id) else { return }
+                    switch result {
+                    case .success(let value):
+                        continuation.resume(returning: value)
+                    case .failure(let error):
+                        continuation.resume(throwing: PostgresErrorMapping.map(error, phase: .query, closed: postgres.isClosed))
+                    }
+                }
+            }
+        }
     }
 }
 
-/// When a lease last succeeded: while leases keep succeeding, a caller that waits is waiting for
-/// a busy pool, not for a failing server.
+/// When a lease last succeeded: while leases keep succeeding, a failed connection attempt
+/// says the server is refusing more connections, not that it is down, and waiting callers
+/// keep waiting for a busy connection.
 final class RecentLeases: Sendable {
     private let last = Atomic<Int64>(Int64.min / 2)
     private static let window: Int64 = 1_000_000_000
@@ -278,131 +435,14 @@ final class RecentLeases: Sendable {
     }
 }
 
-/// Who got there first: the pool with a connection, or the lease deadline.
-final class LeasePhase: Sendable {
-    private static let waiting = 0
-    private static let holding = 1
-    private static let abandoned = 2
-    private let state = Atomic<Int>(LeasePhase.waiting)
+/// The error of the last failed connection attempt and how many attempts failed.
+final class ConnectFailures: Sendable {
+    private let state = Mutex<(count: Int, last: SessionStoreError?)>((0, nil))
 
-    /// The pool handed over a connection; `false` when the deadline passed before.
-    func leased() -> Bool {
-        state.compareExchange(expected: Self.waiting, desired: Self.holding, ordering: .acquiringAndReleasing).exchanged
+    func record(_ error: SessionStoreError) {
+        state.withLock { $0 = ($0.count + 1, error) }
     }
 
-    /// The deadline passed; `false` when a connection was handed over before.
-    func abandon() -> Bool {
-        state.compareExchange(expected: Self.waiting, desired: Self.abandoned, ordering: .acquiringAndReleasing).exchanged
-    }
-}
-
-/// Why no connection could be had: one direct connection attempt with the store's settings,
-/// shared by every caller that asks while it runs and remembered for a second, so an outage
-/// costs one attempt per second rather than one per waiting caller.
-final class ConnectDiagnosis: Sendable {
-    private enum State {
-        case idle
-        case probing([CheckedContinuation<SessionStoreError?, Never>])
-        case known(SessionStoreError?, at: ContinuousClock.Instant)
-    }
-
-    private let state = Mutex(State.idle)
-    private let configuration: PostgresConnection.Configuration
-    private let eventLoopGroup: any EventLoopGroup
-    private let logger: Logger
-    private static let memory: Duration = .seconds(1)
-
-    init(configuration: PostgresConnection.Configuration, eventLoopGroup: any EventLoopGroup, logger: Logger) {
-        self.configuration = configuration
-        self.eventLoopGroup = eventLoopGroup
-        self.logger = logger
-    }
-
-    /// The error of a connection attempt, or `timeout` with `reason` when the attempt succeeds
-    /// (the server is fine; the pool was busy, or not running).
-    func error(reason: String) async -> SessionStoreError {
-        let failure = await attempt()
-        if let failure { return failure }
-        return PostgresErrorMapping.error(.timeout, reason + " (is run() running?)")
-    }
-
-    /// The error of a connection attempt (shared, remembered for a second), `nil` when it
-    /// succeeds.
-    func connectFailure() async -> SessionStoreError? {
-        await attempt()
-    }
-
-    /// Errors that waiting for the pool will not cure: the caller fails at once with them.
-    static func isDefinite(_ error: SessionStoreError) -> Bool {
-        [.authenticationFailed, .tls, .connectionFailed].contains(error.code)
-    }
-
-    private func attempt() async -> SessionStoreError? {
-        enum Next {
-            case use(SessionStoreError?)
-            case probe
-            case wait
-        }
-        let now = ContinuousClock.now
-        let first = state.withLock { state -> Next in
-            switch state {
-            case .known(let error, let at) where at.duration(to: now) < Self.memory:
-                return .use(error)
-            case .probing:
-                return .wait
-            case .idle, .known:
-                state = .probing([])
-                return .probe
-            }
-        }
-        switch first {
-        case .use(let error):
-            return error
-        case .wait:
-            return await withCheckedContinuation { (continuation: CheckedContinuation<SessionStoreError?, Never>) in
-                let known = state.withLock { state -> SessionStoreError?? in
-                    switch state {
-                    case .probing(var waiters):
-                        waiters.append(continuation)
-                        state = .probing(waiters)
-                        return .none
-                    case .known(let error, _):
-                        return .some(error)
-                    case .idle:
-                        return .some(nil)
-                    }
-                }
-                if let known { continuation.resume(returning: known) }
-            }
-        case .probe:
-            var error = await probe()
-            // The attempt runs in the task of the caller that started it: when that caller is
-            // cancelled (its lease came through), the attempt is cut short and says nothing
-            // about the server. It is then neither remembered nor passed on.
-            let cancelled = Task.isCancelled
-            if cancelled { error = nil }
-            let waiters = state.withLock { state -> [CheckedContinuation<SessionStoreError?, Never>] in
-                defer { state = cancelled ? .idle : .known(error, at: ContinuousClock.now) }
-                if case .probing(let waiters) = state { return waiters }
-                return []
-            }
-            for waiter in waiters { waiter.resume(returning: error) }
-            return error
-        }
-    }
-
-    private func probe() async -> SessionStoreError? {
-        do {
-            let connection = try await PostgresConnection.connect(
-                on: eventLoopGroup.any(),
-                configuration: configuration,
-                id: 0,
-                logger: logger
-            )
-            try? await connection.close()
-            return nil
-        } catch {
-            return PostgresErrorMapping.map(error, phase: .connect)
-        }
-    }
+    var count: Int { state.withLock { $0.count } }
+    var last: SessionStoreError? { state.withLock { $0.last } }
 }

@@ -248,8 +248,12 @@ struct MySQLConnectionStateMachine {
                 let ok = try MySQLOKPacket.decode(packet.payload)
                 return finish(task, .success(MySQLQueryResult(affectedRows: ok.affectedRows)))
             case .resultSet(var reader):
+                // The reader leaves the state while it grows (no copy of its arrays on write);
+                // the task stays, so an error still fails it.
+                state = .running(task, .ping)
                 return try readResultSet(task, &reader, packet)
             case .preparing(var reader):
+                state = .running(task, .ping)
                 return try readPrepare(task, &reader, packet)
             }
         } catch let error as MySQLError {

@@ -20,6 +20,9 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
     private var authenticated = false
     private var handshakeTimer: Scheduled<Void>?
     private var readTimer: Scheduled<Void>?
+    private var sendTimer: Scheduled<Void>?
+    /// Command writes not yet taken by the socket.
+    private var pendingWrites = 0
     private var context: ChannelHandlerContext?
 
     init(
@@ -47,6 +50,7 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
         self.context = nil
         handshakeTimer?.cancel()
         readTimer?.cancel()
+        sendTimer?.cancel()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -137,6 +141,7 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             write(then, context: context, isCommand: true)
         case .closeWithError(let error, let promises):
             readTimer?.cancel()
+            sendTimer?.cancel()
             handshakeTimer?.cancel()
             logger.debug("mysql connection closing", metadata: ["mysql_error_code": .string(error.code.description)])
             connectPromise.fail(error)
@@ -156,14 +161,29 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             logger.trace("mysql send", metadata: ["mysql_command": .string(Self.name(item.message))])
             encoder.encode(item.message, sequenceID: item.sequenceID, into: &buffer)
         }
+        guard isCommand else {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            return
+        }
+        readTimer?.cancel()
+        readTimer = scheduleTimeout(timeouts.read, context: context, MySQLError(.timeout, message: "the read timeout passed"))
+        // The send timeout is armed only for a write the socket did not take at once (a flush
+        // that completes within `writeAndFlush` needs no timer).
         let writePromise = context.eventLoop.makePromise(of: Void.self)
-        if isCommand {
-            let sendTimer = scheduleTimeout(timeouts.send, context: context, MySQLError(.timeout, message: "the send timeout passed"))
-            writePromise.futureResult.whenComplete { _ in sendTimer.cancel() }
-            readTimer?.cancel()
-            readTimer = scheduleTimeout(timeouts.read, context: context, MySQLError(.timeout, message: "the read timeout passed"))
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        pendingWrites += 1
+        writePromise.futureResult.whenComplete { _ in
+            let handler = handler.value
+            handler.pendingWrites -= 1
+            if handler.pendingWrites == 0 {
+                handler.sendTimer?.cancel()
+                handler.sendTimer = nil
+            }
         }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: writePromise)
+        if pendingWrites > 0, sendTimer == nil {
+            sendTimer = scheduleTimeout(timeouts.send, context: context, MySQLError(.timeout, message: "the send timeout passed"))
+        }
     }
 
     private func scheduleTimeout(_ duration: Duration, context: ChannelHandlerContext, _ error: MySQLError) -> Scheduled<Void> {

@@ -23,7 +23,9 @@ public final class MySQLClient: Service, Sendable {
         /// Requests that may wait for a busy pool; past it a request fails at once with
         /// ``MySQLError/Code/poolExhausted`` (the seed's `backlog`).
         public var backlog: Int
-        /// An idle connection is closed after this long (the seed's `keepalive_timeout`).
+        /// An idle connection is closed after this long (the seed's `keepalive_timeout`),
+        /// counted from when the client hands it back to the pool: at most about two seconds
+        /// after its last use.
         public var keepaliveTimeout: Duration
         /// Idle connections are pinged (COM_PING) this often; `nil` disables it.
         public var pingInterval: Duration?
@@ -67,6 +69,9 @@ public final class MySQLClient: Service, Sendable {
     private let outstanding = Atomic<Int>(0)
     private let lastConnectError = ErrorBox()
     private let waiters = PoolLeaseWaiters<MySQLConnection>()
+    /// Leases kept between operations (see `PoolLeaseCache`): most operations never touch the
+    /// pool.
+    private let cache = PoolLeaseCache<MySQLConnection>(maximumIdle: .seconds(1)) { $0.isClosed }
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
 
@@ -124,9 +129,21 @@ public final class MySQLClient: Service, Sendable {
 
     /// Runs the pool until cancelled or gracefully shut down.
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await self.connectionPool.run()
+        let cache = self.cache
+        // Leases kept unused for a second go back to the pool, whose idle timeout then applies.
+        let sweeper = eventLoopGroup.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            cache.releaseIdle()
         }
+        await cancelWhenGracefulShutdown {
+            await withTaskCancellationHandler {
+                await self.connectionPool.run()
+            } onCancel: {
+                // The pool shuts down once every lease is back.
+                cache.close()
+            }
+        }
+        sweeper.cancel()
+        cache.close()
     }
 
     /// Leases a connection for `body` and returns it to the pool afterwards. A connection whose
@@ -140,7 +157,12 @@ public final class MySQLClient: Service, Sendable {
         }
         let lease: ConnectionLease<MySQLConnection>
         do {
-            lease = try await leaseWithTimeout()
+            if let kept = cache.take() {
+                lease = kept
+            } else {
+                defer { cache.doneWaiting() }
+                lease = try await leaseWithTimeout()
+            }
         } catch let error as MySQLError {
             throw error
         } catch let error as ConnectionPoolError {
@@ -154,11 +176,15 @@ public final class MySQLClient: Service, Sendable {
         }
         do {
             let result = try await body(lease.connection)
-            lease.release()
+            cache.put(lease)
             return result
         } catch let error as MySQLError {
-            if Self.closesConnection(error) { lease.connection.close() }
-            lease.release()
+            if Self.closesConnection(error) {
+                lease.connection.close()
+                lease.release()
+            } else {
+                cache.put(lease)
+            }
             throw error
         } catch {
             lease.connection.close()

@@ -23,11 +23,12 @@ public struct MySQLPacketDecoder: NIOSingleStepByteToMessageDecoder {
     /// Decodes the next packet, or returns `nil` when more bytes are needed.
     public mutating func decode(buffer: inout ByteBuffer) throws -> MySQLPacket? {
         while true {
-            guard buffer.readableBytes >= 4,
-                let bytes = buffer.getBytes(at: buffer.readerIndex, length: 4)
-            else { return nil }
-            let length = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16
-            let sequenceID = bytes[3]
+            // The 3-byte length and the sequence id, read as one little-endian integer.
+            guard let header = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt32.self) else {
+                return nil
+            }
+            let length = Int(header & 0xFF_FFFF)
+            let sequenceID = UInt8(truncatingIfNeeded: header >> 24)
             let total = (pending?.readableBytes ?? 0) + length
             guard total <= maximumPacketSize else {
                 throw MySQLError(.packetTooLarge, message: "the server sent a packet over the maximum packet size of \(maximumPacketSize) bytes")
@@ -72,8 +73,18 @@ public struct MySQLPacketEncoder: Sendable {
     /// Encodes `message` starting with `sequenceID`; returns the sequence id after the last fragment.
     @discardableResult
     public func encode(_ message: MySQLClientMessage, sequenceID: UInt8, into buffer: inout ByteBuffer) -> UInt8 {
-        var payload = ByteBuffer()
-        message.encodePayload(into: &payload)
+        // The payload is written in place after a header written last; only a payload of a
+        // whole fragment or more is taken out again and framed in fragments.
+        let headerIndex = buffer.writerIndex
+        buffer.writeInteger(UInt32(0))
+        message.encodePayload(into: &buffer)
+        let length = buffer.writerIndex - headerIndex - 4
+        if length < MySQLPacket.maximumFragmentLength {
+            buffer.setInteger(UInt32(length) | UInt32(sequenceID) << 24, at: headerIndex, endianness: .little)
+            return sequenceID &+ 1
+        }
+        let payload = buffer.getSlice(at: headerIndex + 4, length: length)!
+        buffer.moveWriterIndex(to: headerIndex)
         return frame(payload, sequenceID: sequenceID, into: &buffer)
     }
 

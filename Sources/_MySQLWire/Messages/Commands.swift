@@ -54,11 +54,15 @@ public enum MySQLClientMessage: Sendable, Hashable {
             buffer.writeInteger(UInt8(0))  // CURSOR_TYPE_NO_CURSOR
             buffer.writeInteger(UInt32(1), endianness: .little)  // iteration count
             guard !binds.isEmpty else { return }
-            var bitmap = [UInt8](repeating: 0, count: (binds.count + 7) / 8)
-            for (index, bind) in binds.enumerated() where bind.isNull {
-                bitmap[index / 8] |= 1 << UInt8(index % 8)
+            // The NULL bitmap, one byte per 8 parameters.
+            var byte: UInt8 = 0
+            for (index, bind) in binds.enumerated() {
+                if bind.isNull { byte |= 1 << UInt8(index % 8) }
+                if index % 8 == 7 || index == binds.count - 1 {
+                    buffer.writeInteger(byte)
+                    byte = 0
+                }
             }
-            buffer.writeBytes(bitmap)
             buffer.writeInteger(UInt8(1))  // new params bound
             for bind in binds {
                 let (type, unsigned) = bind.bindType

@@ -43,14 +43,15 @@ enum MySQLRowDecoder {
     static func decodeBinary(_ payload: ByteBuffer, columns: [MySQLColumn]) throws -> MySQLRow {
         var buffer = payload
         let malformed = MySQLError(.protocolError, message: "malformed binary row")
-        guard buffer.readInteger(as: UInt8.self) == 0x00,
-            let bitmap = buffer.readBytes(length: (columns.count + 7 + 2) / 8)
-        else { throw malformed }
+        let bitmapStart = buffer.readerIndex + 1
+        let bitmapLength = (columns.count + 7 + 2) / 8
+        guard buffer.readInteger(as: UInt8.self) == 0x00, buffer.readableBytes >= bitmapLength else { throw malformed }
+        buffer.moveReaderIndex(forwardBy: bitmapLength)
         var values: [MySQLValue] = []
         values.reserveCapacity(columns.count)
         for (index, column) in columns.enumerated() {
             let bit = index + 2
-            if bitmap[bit / 8] & (1 << UInt8(bit % 8)) != 0 {
+            if payload.getInteger(at: bitmapStart + bit / 8, as: UInt8.self)! & (1 << UInt8(bit % 8)) != 0 {
                 values.append(.null)
                 continue
             }
