@@ -25,9 +25,15 @@ enum Ed25519 {
         var hasher = SHA512()
         hasher.update(data: expanded.prefix)
         hasher.update(data: message)
-        var r = Scalar.reduce(Array(hasher.finalize()))
-        defer { r.wipe() }
-        let encodedR = EdwardsPoint.base.multiplied(by: r.bytes).encoded()
+        var nonceHash = Array(hasher.finalize())
+        var r = Scalar.reduce(nonceHash)
+        var rBytes = r.bytes
+        defer {
+            Ed25519.wipe(&nonceHash)
+            Ed25519.wipe(&rBytes)
+            r.wipe()
+        }
+        let encodedR = EdwardsPoint.base.multiplied(by: rBytes).encoded()
 
         // k = SHA-512(R ‖ A ‖ message) mod L; S = (r + k·a) mod L.
         var challenge = SHA512()
