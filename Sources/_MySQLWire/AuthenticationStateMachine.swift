@@ -5,8 +5,10 @@ import NIOCore
 ///
 /// Plugins: `mysql_native_password`; `caching_sha2_password` (fast path; full path with the
 /// cleartext password over TLS or a unix socket, else RSA-OAEP with the server's public key,
-/// configured or requested from the server). Others (`client_ed25519`, `sha256_password`,
-/// `mysql_clear_password`…) fail with ``MySQLError/Code/unsupportedAuthenticationPlugin``.
+/// configured or requested from the server); MariaDB's `client_ed25519` (an Ed25519 signature of
+/// the 32-byte scramble, the password in place of the seed; never the password itself). Others
+/// (`sha256_password`, `mysql_clear_password`, `dialog`…) fail with
+/// ``MySQLError/Code/unsupportedAuthenticationPlugin``.
 public struct MySQLAuthenticationStateMachine: Sendable {
     /// How TLS is used.
     public enum TLSMode: Sendable, Hashable {
@@ -169,10 +171,19 @@ public struct MySQLAuthenticationStateMachine: Sendable {
             case 0xFE:
                 let request: MySQLAuthSwitchRequest
                 do { request = try MySQLAuthSwitchRequest.decode(packet.payload) } catch { return fail(error as! MySQLError) }
-                guard let response = authResponse(plugin: request.pluginName, scramble: request.pluginData) else {
+                var scramble = request.pluginData
+                if request.pluginName == "client_ed25519" {
+                    // The server sends exactly 32 bytes and no terminator: a scramble ending in a
+                    // zero byte lost it to the decoder's NUL stripping.
+                    if scramble.count == Self.ed25519ScrambleLength - 1 { scramble.append(0) }
+                    guard scramble.count == Self.ed25519ScrambleLength else {
+                        return fail(MySQLError(.protocolError, message: "client_ed25519 needs a 32-byte scramble, got \(scramble.count)"))
+                    }
+                }
+                guard let response = authResponse(plugin: request.pluginName, scramble: scramble) else {
                     return fail(unsupported(request.pluginName))
                 }
-                state = .waitingForAuthResult(plugin: request.pluginName, scramble: request.pluginData, greeting: greeting)
+                state = .waitingForAuthResult(plugin: request.pluginName, scramble: scramble, greeting: greeting)
                 return .send(.authData(response), sequenceID: next)
             case 0x01:
                 // AuthMoreData.
@@ -265,10 +276,17 @@ public struct MySQLAuthenticationStateMachine: Sendable {
             return MySQLAuthentication.nativePassword(password: configuration.password, scramble: scramble)
         case "caching_sha2_password":
             return MySQLAuthentication.cachingSHA2Password(password: configuration.password, scramble: scramble)
+        case "client_ed25519" where scramble.count == Self.ed25519ScrambleLength:
+            // (A greeting's 20-byte scramble does not fit: answer for mysql_native_password there
+            // and let the server switch.)
+            return MySQLAuthentication.ed25519Password(password: configuration.password, scramble: scramble)
         default:
             return nil
         }
     }
+
+    /// The length of MariaDB's `client_ed25519` scramble.
+    static let ed25519ScrambleLength = 32
 
     private func unsupported(_ plugin: String) -> MySQLError {
         MySQLError(.unsupportedAuthenticationPlugin, message: "the server asks for the unsupported auth plugin \(plugin)")

@@ -30,6 +30,23 @@ public enum MySQLAuthentication {
         return zip(stage1, mask).map { $0 ^ $1 }
     }
 
+    /// MariaDB's `client_ed25519`: the Ed25519 signature (`R ‖ S`, 64 bytes) of the server's
+    /// 32-byte scramble, with the password (of any length, empty included) in place of the seed:
+    /// `a` = the clamped first half of `SHA-512(password)` and `A = a·B` is what the server stores.
+    public static func ed25519Password(password: String, scramble: [UInt8]) -> [UInt8] {
+        var secret = Array(password.utf8)
+        defer { Ed25519.wipe(&secret) }
+        return Ed25519.sign(message: scramble, secret: secret)
+    }
+
+    /// The public key MariaDB stores for a `client_ed25519` password (`ed25519_password()` shows
+    /// it in base64 without padding).
+    public static func ed25519PublicKey(password: String) -> [UInt8] {
+        var secret = Array(password.utf8)
+        defer { Ed25519.wipe(&secret) }
+        return Ed25519.publicKey(secret: secret)
+    }
+
     /// The full-authentication answer without TLS: `(password + NUL) XOR scramble` (repeated),
     /// encrypted with the server's RSA public key (PEM) using OAEP padding (SHA-1, as the server
     /// decrypts with `RSA_PKCS1_OAEP_PADDING`).

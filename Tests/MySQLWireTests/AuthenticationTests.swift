@@ -227,11 +227,67 @@ struct AuthenticationTests {
                 == .send(.authData(MySQLAuthentication.cachingSHA2Password(password: "secret-pw", scramble: newScramble)), sequenceID: 3))
         var other = self.machine()
         _ = other.greetingReceived(ServerPacket.greeting(plugin: "mysql_native_password"))
-        let ed = ServerPacket.packet(2, [0xFE] + Array("client_ed25519".utf8) + [0] + Array(repeating: 7, count: 32))
-        guard case .fail(let error) = other.authPacketReceived(ed) else {
+        let dialog = ServerPacket.packet(2, [0xFE] + Array("dialog".utf8) + [0] + Array("Password: ".utf8))
+        guard case .fail(let error) = other.authPacketReceived(dialog) else {
             Issue.record("expected a failure")
             return
         }
         #expect(error.code == .unsupportedAuthenticationPlugin)
+        #expect(!"\(error)".contains("secret-pw"))
+    }
+
+    @Test func authSwitchToClientEd25519SignsTheScramble() throws {
+        // Scrambles ending in a zero byte too: the server sends exactly 32 bytes, no terminator.
+        for scramble in [Array(UInt8(100)..<UInt8(132)), Array(UInt8(1)...UInt8(31)) + [0]] {
+            var machine = machine()
+            _ = machine.greetingReceived(ServerPacket.greeting(plugin: "mysql_native_password"))
+            let ed = ServerPacket.packet(2, [0xFE] + Array("client_ed25519".utf8) + [0] + scramble)
+            guard case .send(.authData(let signature), 3) = machine.authPacketReceived(ed) else {
+                Issue.record("expected the signature")
+                return
+            }
+            #expect(signature == MySQLAuthentication.ed25519Password(password: "secret-pw", scramble: scramble))
+            let key = try Curve25519.Signing.PublicKey(rawRepresentation: MySQLAuthentication.ed25519PublicKey(password: "secret-pw"))
+            #expect(key.isValidSignature(signature, for: scramble))
+            guard case .authenticated = machine.authPacketReceived(ServerPacket.ok(4)) else {
+                Issue.record("expected authenticated")
+                return
+            }
+        }
+        // A wrong password: the server's access-denied error, typed, without the password.
+        var denied = machine()
+        _ = denied.greetingReceived(ServerPacket.greeting(plugin: "mysql_native_password"))
+        _ = denied.authPacketReceived(ServerPacket.packet(2, [0xFE] + Array("client_ed25519".utf8) + [0] + Array(repeating: 9, count: 32)))
+        guard case .fail(let error) = denied.authPacketReceived(
+            ServerPacket.error(4, code: 1045, state: "28000", message: "Access denied for user 'sess'@'localhost' (using password: YES)"))
+        else {
+            Issue.record("expected a failure")
+            return
+        }
+        #expect(error.code == .authenticationFailed)
+        #expect(!"\(error)".contains("secret-pw"))
+        // A scramble of another length is a protocol error, not a signature of the wrong thing.
+        var short = machine()
+        _ = short.greetingReceived(ServerPacket.greeting(plugin: "mysql_native_password"))
+        guard case .fail(let lengthError) = short.authPacketReceived(
+            ServerPacket.packet(2, [0xFE] + Array("client_ed25519".utf8) + [0] + Array(repeating: 9, count: 20)))
+        else {
+            Issue.record("expected a failure")
+            return
+        }
+        #expect(lengthError.code == .protocolError)
+    }
+
+    @Test func greetingNamingClientEd25519AnswersForNativePassword() {
+        // A 20-byte greeting scramble cannot be signed for client_ed25519: answer for
+        // mysql_native_password and let the server switch.
+        var machine = machine()
+        guard case .send(.handshakeResponse(let response), 1) = machine.greetingReceived(ServerPacket.greeting(plugin: "client_ed25519"))
+        else {
+            Issue.record("expected a handshake response")
+            return
+        }
+        #expect(response.authPluginName == "mysql_native_password")
+        #expect(response.authResponse == MySQLAuthentication.nativePassword(password: "secret-pw", scramble: Array(1...20)))
     }
 }
