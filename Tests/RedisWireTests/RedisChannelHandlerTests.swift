@@ -1,5 +1,6 @@
 import Dispatch
 import NIOCore
+import Synchronization
 import NIOEmbedded
 import Testing
 @testable import _RedisWire
@@ -214,5 +215,48 @@ struct RedisChannelHandlerTests {
             #expect(error.code == .timeout)
         }
         try await eventually { !harness.channel.isActive }
+    }
+}
+
+/// ``RedisMultiplexer`` on a test connection: leases shared, kept briefly when idle.
+@Suite("Redis multiplexer")
+struct RedisMultiplexerTests {
+    final class Counts: Sendable {
+        private let counts = Mutex((leases: 0, releases: 0))
+        var leases: Int { counts.withLock { $0.leases } }
+        var releases: Int { counts.withLock { $0.releases } }
+        func leased() { counts.withLock { $0.leases += 1 } }
+        func released() { counts.withLock { $0.releases += 1 } }
+    }
+
+    @Test func anIdleLeaseIsKeptBrieflyThenHandedBack() async throws {
+        let harness = try await RedisChannelHandlerTests().makeReadyHarness()
+        let counts = Counts()
+        let connection = harness.connection
+        let lease: RedisMultiplexer.Lease = {
+            counts.leased()
+            return (connection, { counts.released() })
+        }
+        let multiplexer = RedisMultiplexer(maximumRequests: 4, idleRelease: .milliseconds(50))
+        #expect(try await multiplexer.withConnection(lease: lease) { $0.id } == connection.id)
+        #expect(try await multiplexer.withConnection(lease: lease) { $0.id } == connection.id)
+        // Back-to-back requests reuse the lease: no release and new lease in between.
+        #expect(counts.leases == 1 && counts.releases == 0)
+        await harness.loop.advanceTime(by: .milliseconds(49))
+        #expect(counts.releases == 0)
+        await harness.loop.advanceTime(by: .milliseconds(1))
+        #expect(counts.releases == 1)
+
+        // A request ending within the idle delay keeps the lease for another round.
+        _ = try await multiplexer.withConnection(lease: lease) { $0.id }
+        await harness.loop.advanceTime(by: .milliseconds(30))
+        _ = try await multiplexer.withConnection(lease: lease) { $0.id }
+        #expect(counts.leases == 2 && counts.releases == 1)
+        // Retiring an idle connection hands its lease back at once.
+        multiplexer.retire(connection)
+        #expect(counts.releases == 2)
+        await harness.loop.advanceTime(by: .milliseconds(100))
+        #expect(counts.leases == 2 && counts.releases == 2)
+        _ = try? await harness.channel.finish()
     }
 }
