@@ -78,6 +78,7 @@ let package = Package(
         .target(
             name: "_RedisWire",
             dependencies: [
+                "_PoolLease",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

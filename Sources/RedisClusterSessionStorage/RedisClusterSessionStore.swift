@@ -108,6 +108,13 @@ public struct RedisClusterSessionStore: SessionStore, Service {
     /// groups concurrently: a lone command as such, several in `MULTI`/`EXEC`. Every reply is
     /// checked; a `SET` must answer `OK`.
     private func runGroups(_ commands: [RedisCommand]) async throws {
+        let client = self.client
+        if commands.count == 1 {
+            // A plain set or a delete without metadata: the client routes it (one slot lookup),
+            // no grouping.
+            try await run { try await Self.runGroup(commands, on: client) }
+            return
+        }
         var groups: [[RedisCommand]] = []
         var slots: [RedisHashSlot?] = []
         for command in commands {
@@ -119,7 +126,6 @@ public struct RedisClusterSessionStore: SessionStore, Service {
                 groups.append([command])
             }
         }
-        let client = self.client
         try await run {
             // the common case (a plain set, a delete without metadata) needs no child task
             if groups.count == 1 {

@@ -27,6 +27,21 @@ struct ClusterUnitTests {
         #expect(RedisHashSlot(key: "foo{{bar}}zap") == RedisHashSlot(key: "{bar"))
     }
 
+    @Test func aCommandsSlotIsTheSameWhateverItsKeyArgumentsAreMadeOf() throws {
+        let text = RedisCommand("GET", [.init("{user1000}.x")], keyIndices: [0])
+        let bytes = RedisCommand("GET", [.init(ByteBuffer(string: "{user1000}.y"))], keyIndices: [0])
+        let both = RedisCommand("DEL", [.init("{user1000}.a"), .init(ByteBuffer(string: "{user1000}.b"))], keyIndices: [0, 1])
+        let number = RedisCommand("GET", [.init(123_456_789)], keyIndices: [0])
+        #expect(try text.hashSlot() == RedisHashSlot(key: "user1000"))
+        #expect(try bytes.hashSlot() == RedisHashSlot(key: "user1000"))
+        #expect(try both.hashSlot() == RedisHashSlot(key: "user1000"))
+        #expect(try number.hashSlot() == RedisHashSlot(key: Array("123456789".utf8)))
+        #expect(try number.hashSlot()?.rawValue == 0x31C3 & 0x3FFF)
+        #expect(throws: RedisClusterError.self) {
+            try RedisCommand("DEL", [.init("a"), .init("b")], keyIndices: [0, 1]).hashSlot()
+        }
+    }
+
     /// The slots the real cluster reported (`CLUSTER KEYSLOT`) in lua-resty-session's vector.
     @Test func slotsOfTheVectorMatchTheServer() throws {
         let vector = try StorageVector("redis-cluster.json")

@@ -5,16 +5,17 @@ import Testing
 
 @Suite("Redis connection state machine")
 struct RedisConnectionStateMachineTests {
-    let loop = EmbeddedEventLoop()
+    /// Replies are plain integers here: the request's number.
+    typealias Machine = RedisConnectionStateMachine<Int>
 
-    func machine(password: String? = nil, username: String? = nil, database: Int = 0, tls: Bool = false) -> RedisConnectionStateMachine {
+    func machine(password: String? = nil, username: String? = nil, database: Int = 0, tls: Bool = false) -> Machine {
         RedisConnectionStateMachine(
             handshake: .init(username: username, password: password, database: database, clientName: nil, tls: tls),
             sendTimeout: .seconds(1), readTimeout: .seconds(2)
         )
     }
 
-    func written(_ action: RedisConnectionStateMachine.Action) -> [String]? {
+    func written(_ action: Machine.Action) -> [String]? {
         if case .write(_, let commands) = action { return commands.map { ([$0.name] + $0.arguments.map(\.text)).joined(separator: " ") } }
         return nil
     }
@@ -60,29 +61,31 @@ struct RedisConnectionStateMachineTests {
         var m = machine()
         _ = m.connected(now: .now())
         _ = m.received(helloReply(), now: .now())
-        let p1 = loop.makePromise(of: [RESPValue].self)
-        let p2 = loop.makePromise(of: [RESPValue].self)
-        #expect(written(m.send([.get("a"), .get("b")], promise: p1, now: .now())) == ["GET a", "GET b"])
-        #expect(written(m.send([.ping()], promise: p2, now: .now())) == ["PING"])
-        #expect(m.inFlightCount == 2)
+        #expect(written(m.send([.get("a"), .get("b")], reply: 1, now: .now())) == ["GET a", "GET b"])
+        #expect(written(m.send([.ping()], reply: 2, now: .now())) == ["PING"])
+        #expect(written(m.send([.get("c")], reply: 3, now: .now())) == ["GET c"])
+        #expect(m.inFlightCount == 3)
         guard case .none = m.received(.bulkString(nil), now: .now()) else { Issue.record("completed early"); return }
         guard case .succeed(let first, let replies) = m.received(.integer(1), now: .now()) else { Issue.record("no reply"); return }
-        #expect(first.futureResult === p1.futureResult && replies == [.bulkString(nil), .integer(1)])
+        #expect(first == 1 && replies == [.bulkString(nil), .integer(1)])
         // Pushes are never replies.
         guard case .none = m.received(.push([.integer(1)]), now: .now()) else { Issue.record("push consumed"); return }
-        guard case .succeed(let second, _) = m.received(ok(), now: .now()) else { Issue.record("no reply"); return }
-        #expect(second.futureResult === p2.futureResult)
-        p1.succeed([]); p2.succeed([])
+        guard case .succeed(let second, let secondReplies) = m.received(ok(), now: .now()) else { Issue.record("no reply"); return }
+        #expect(second == 2 && secondReplies == [ok()])
+        guard case .succeed(let third, let thirdReplies) = m.received(.integer(7), now: .now()) else { Issue.record("no reply"); return }
+        #expect(third == 3 && thirdReplies == [.integer(7)])
+        #expect(m.inFlightCount == 0)
     }
 
     @Test func requestsDuringTheHandshakeWaitAndAreFlushedWhenReady() {
         var m = machine()
-        let p = loop.makePromise(of: [RESPValue].self)
-        guard case .none = m.send([.ping()], promise: p, now: .now()) else { Issue.record("sent early"); return }
+        guard case .none = m.send([.ping()], reply: 1, now: .now()) else { Issue.record("sent early"); return }
         _ = m.connected(now: .now())
         guard case .handshakeSucceeded(_, let flushed) = m.received(helloReply(), now: .now()) else { Issue.record("not ready"); return }
-        #expect(flushed.count == 1)
-        p.succeed([])
+        #expect(flushed.count == 1 && flushed.first?.commands.map(\.name) == ["PING"])
+        guard case .succeed(1, _) = m.received(.simpleString(ByteBuffer(string: "PONG")), now: .now()) else {
+            Issue.record("the queued request got no reply"); return
+        }
     }
 
     @Test func theReadTimeoutStartsWhenWrittenAndFailsEverything() {
@@ -90,22 +93,48 @@ struct RedisConnectionStateMachineTests {
         _ = m.connected(now: .now())
         _ = m.received(helloReply(), now: .now())
         let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
-        let p1 = loop.makePromise(of: [RESPValue].self)
-        let p2 = loop.makePromise(of: [RESPValue].self)
-        guard case .write(let id, _) = m.send([.ping()], promise: p1, now: start) else { Issue.record("no write"); return }
-        _ = m.send([.ping()], promise: p2, now: start)
+        guard case .write(let id, _) = m.send([.ping()], reply: 1, now: start) else { Issue.record("no write"); return }
+        guard case .write(let id2, _) = m.send([.ping()], reply: 2, now: start) else { Issue.record("no write"); return }
+        guard case .write(let id3, _) = m.send([.ping()], reply: 3, now: start + .milliseconds(5)) else { Issue.record("no write"); return }
         #expect(m.nextDeadline == start + .seconds(1))  // the send timeout until written
-        m.written(id: id, now: start + .milliseconds(10))
+        // One batch holding the first two is out: both read timeouts start, the third waits.
+        m.written(upTo: id2, now: start + .milliseconds(10))
+        #expect(id < id2 && id2 < id3)
         #expect(m.nextDeadline == start + .milliseconds(10) + .seconds(2))
         guard case .none = m.timerFired(now: start + .seconds(2)) else { Issue.record("fired early"); return }
-        guard case .failAndClose(let error, let promises) = m.timerFired(now: start + .seconds(3)) else { Issue.record("no timeout"); return }
-        #expect(error.code == .timeout && promises.count == 2)
-        for p in promises { p.fail(error) }
+        guard case .failAndClose(let error, let replies) = m.timerFired(now: start + .seconds(3)) else { Issue.record("no timeout"); return }
+        #expect(error.code == .timeout && replies == [1, 2, 3])
         // After the timeout nothing more is sent on this connection.
-        let p3 = loop.makePromise(of: [RESPValue].self)
-        guard case .fail(let closed, _) = m.send([.ping()], promise: p3, now: start) else { Issue.record("sent on a closing connection"); return }
-        #expect(closed.code == .connectionClosed && closed.requestWasNotSent)
-        p3.fail(closed)
+        guard case .fail(let closed, let failed) = m.send([.ping()], reply: 4, now: start) else { Issue.record("sent on a closing connection"); return }
+        #expect(closed.code == .connectionClosed && closed.requestWasNotSent && failed == [4])
+    }
+
+    @Test func anUnwrittenRequestTimesOutWithTheSendTimeout() {
+        var m = machine()
+        _ = m.connected(now: .now())
+        _ = m.received(helloReply(), now: .now())
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        guard case .write(let id, _) = m.send([.ping()], reply: 1, now: start) else { Issue.record("no write"); return }
+        guard case .write = m.send([.ping()], reply: 2, now: start) else { Issue.record("no write"); return }
+        m.written(upTo: id, now: start)
+        // The first is answered; the second was never written: its send timeout (1 s) counts.
+        guard case .succeed(1, _) = m.received(ok(), now: start) else { Issue.record("no reply"); return }
+        #expect(m.nextDeadline == start + .seconds(1))
+        guard case .failAndClose(let error, let replies) = m.timerFired(now: start + .seconds(1)) else { Issue.record("no timeout"); return }
+        #expect(error.code == .timeout && error.message.contains("send timeout") && replies == [2])
+    }
+
+    @Test func channelCloseFailsEveryRequestInFlight() {
+        var m = machine()
+        _ = m.connected(now: .now())
+        _ = m.received(helloReply(), now: .now())
+        _ = m.send([.ping()], reply: 1, now: .now())
+        _ = m.send([.multi(), .set("k", "v"), .exec()], reply: 2, now: .now())
+        _ = m.received(.simpleString(ByteBuffer(string: "PONG")), now: .now())
+        guard case .fail(let error, let replies) = m.channelInactive() else { Issue.record("not failed"); return }
+        #expect(error.code == .connectionClosed && replies == [2])
+        guard case .fail(let closed, [3]) = m.send([.ping()], reply: 3, now: .now()) else { Issue.record("sent on a closed connection"); return }
+        #expect(closed.requestWasNotSent)
     }
 
     @Test func anUnexpectedReplyIsAProtocolError() {
@@ -120,13 +149,11 @@ struct RedisConnectionStateMachineTests {
         var m = machine()
         _ = m.connected(now: .now())
         _ = m.received(helloReply(), now: .now())
-        let p = loop.makePromise(of: [RESPValue].self)
-        _ = m.send([.multi(), .set("k", "v"), .exec()], promise: p, now: .now())
+        _ = m.send([.multi(), .set("k", "v"), .exec()], reply: 1, now: .now())
         _ = m.received(ok(), now: .now())
         _ = m.received(.error(RESPError(message: "ERR Protocol error: invalid bulk length")), now: .now())
-        guard case .fail(let error, let promises) = m.channelInactive() else { Issue.record("not failed"); return }
-        #expect(error.code == .serverError && error.serverErrorPrefix == "ERR" && promises.count == 1)
-        p.fail(error)
+        guard case .fail(let error, let replies) = m.channelInactive() else { Issue.record("not failed"); return }
+        #expect(error.code == .serverError && error.serverErrorPrefix == "ERR" && replies == [1])
     }
 
     @Test func transactionResults() throws {

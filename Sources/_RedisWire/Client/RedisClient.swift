@@ -4,7 +4,9 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
+import Synchronization
 import _ConnectionPoolModule
+import _PoolLease
 
 /// A pooled Redis client: `Sendable`, shared by any number of concurrent callers.
 ///
@@ -19,7 +21,7 @@ import _ConnectionPoolModule
 /// demoted) closes that connection, so the next one finds the new master.
 public final class RedisClient: Sendable, Service {
     typealias Pool = ConnectionPool<
-        RedisConnection, Int, ConnectionIDGenerator, RedisConnectionRequest, Int,
+        RedisConnection, Int, ConnectionIDGenerator, PoolLeaseRequest<RedisConnection>, Int,
         RedisKeepAliveBehavior, RedisPoolObservability, ContinuousClock
     >
 
@@ -29,15 +31,14 @@ public final class RedisClient: Sendable, Service {
     private let logger: Logger
     private let eventLoopGroup: any EventLoopGroup
     private let state: NIOLockedValueBox<State>
-    private let requestIDs = ConnectionIDGenerator()
+    /// Requests admitted and not yet finished (running or waiting for a connection).
+    private let active = Atomic<Int>(0)
+    /// The callers waiting for the pool to hand out a connection.
+    private let waiters: PoolLeaseWaiters<RedisConnection>
     private let multiplexer: RedisMultiplexer
 
     private struct State {
-        /// Requests admitted and not yet finished (running or waiting for a connection).
-        var active = 0
         var lastConnectError: RedisClientError?
-        /// Lease requests waiting in the pool; `true` once a failed connect attempt released them.
-        var pendingLeases: [Int: Bool] = [:]
         var tlsContext: NIOSSLContext?
         var sentinelTLSContext: NIOSSLContext?
     }
@@ -57,6 +58,8 @@ public final class RedisClient: Sendable, Service {
         self.eventLoopGroup = eventLoopGroup
         let state = NIOLockedValueBox(State())
         self.state = state
+        let waiters = PoolLeaseWaiters<RedisConnection>()
+        self.waiters = waiters
 
         var poolConfiguration = ConnectionPoolConfiguration()
         poolConfiguration.minimumConnectionCount = configuration.pool.minimumConnections
@@ -76,7 +79,7 @@ public final class RedisClient: Sendable, Service {
         self.pool = Pool(
             configuration: poolConfiguration,
             idGenerator: ConnectionIDGenerator(),
-            requestType: RedisConnectionRequest.self,
+            requestType: PoolLeaseRequest<RedisConnection>.self,
             keepAliveBehavior: RedisKeepAliveBehavior(frequency: configuration.pool.keepAlivePingInterval),
             observabilityDelegate: RedisPoolObservability(logger: logger),
             clock: ContinuousClock()
@@ -89,17 +92,12 @@ public final class RedisClient: Sendable, Service {
                 state.withLockedValue { $0.lastConnectError = nil }
                 return ConnectionAndMetadata(connection: connection, maximalStreamsOnConnection: streams)
             } catch {
-                let typed = RedisConnectionStateMachine.mapError(error, handshaking: true)
+                let typed = RedisWireErrors.mapError(error, handshaking: true)
                 // Like a failed connect in OpenResty, the callers waiting for this connection
                 // get its error now rather than after the connect timeout; the pool retries
                 // with backoff for later callers.
-                let waiting = state.withLockedValue { state -> [Int] in
-                    state.lastConnectError = typed
-                    let ids = state.pendingLeases.filter { !$0.value }.map(\.key)
-                    for id in ids { state.pendingLeases[id] = true }
-                    return ids
-                }
-                for id in waiting { pool.cancelLeaseConnection(id) }
+                state.withLockedValue { $0.lastConnectError = typed }
+                waiters.abandonAll { pool.cancelLeaseConnection($0) }
                 throw typed
             }
         }
@@ -144,17 +142,11 @@ public final class RedisClient: Sendable, Service {
     ) async throws -> Result {
         let pool = configuration.pool
         let capacity = pool.maximumConnections * max(1, pool.maximumConcurrentRequestsPerConnection)
-        let admitted = state.withLockedValue { state -> Bool in
-            if let backlog = pool.backlog, state.active >= capacity + backlog {
-                return false
-            }
-            state.active += 1
-            return true
-        }
-        guard admitted else {
+        let running = active.add(1, ordering: .relaxed).newValue
+        defer { active.subtract(1, ordering: .relaxed) }
+        if let backlog = pool.backlog, running > capacity + backlog {
             throw RedisClientError(.poolExhausted, message: "the pool and its backlog are full")
         }
-        defer { state.withLockedValue { $0.active -= 1 } }
         var attempt = 0
         while true {
             attempt += 1
@@ -180,43 +172,32 @@ public final class RedisClient: Sendable, Service {
     }
 
     private func leaseConnection() async throws -> (connection: RedisConnection, release: @Sendable () -> Void) {
-        let id = requestIDs.next()
-        let timedOut = NIOLockedValueBox(false)
-        let timer = eventLoopGroup.any().scheduleTask(in: TimeAmount(configuration.connection.connectTimeout)) {
-            [pool = self.pool] in
-            timedOut.withLockedValue { $0 = true }
-            pool.cancelLeaseConnection(id)
-        }
-        state.withLockedValue { $0.pendingLeases[id] = false }
-        defer {
-            timer.cancel()
-            state.withLockedValue { _ = $0.pendingLeases.removeValue(forKey: id) }
-        }
-        do {
-            let lease = try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { continuation in
-                    self.pool.leaseConnection(RedisConnectionRequest(id: id, continuation: continuation))
-                }
-            } onCancel: {
-                self.pool.cancelLeaseConnection(id)
-            }
+        let pool = self.pool
+        let leased = await waiters.lease(
+            timeout: TimeAmount(configuration.connection.connectTimeout),
+            on: eventLoopGroup.any(),
+            request: { pool.leaseConnection($0) },
+            cancel: { pool.cancelLeaseConnection($0) }
+        )
+        switch leased.result {
+        case .success(let lease):
             return (lease.connection, { lease.release() })
-        } catch {
-            let (lastConnectError, connectFailed) = state.withLockedValue { ($0.lastConnectError, $0.pendingLeases[id] ?? false) }
-            throw leaseError(
-                error, timedOut: timedOut.withLockedValue { $0 } || connectFailed, lastConnectError: lastConnectError
-            )
+        case .failure(let error):
+            let lastConnectError = state.withLockedValue { $0.lastConnectError }
+            throw Self.leaseError(error, cancellation: leased.cancellation, lastConnectError: lastConnectError)
         }
     }
 
-    private func leaseError(_ error: any Error, timedOut: Bool, lastConnectError: RedisClientError?) -> any Error {
-        guard let poolError = error as? ConnectionPoolError else {
-            return RedisConnectionStateMachine.mapError(error, handshaking: true)
-        }
-        if poolError == .poolShutdown {
+    static func leaseError(
+        _ error: ConnectionPoolError,
+        cancellation: PoolLeaseCancellation?,
+        lastConnectError: RedisClientError?
+    ) -> any Error {
+        if error == .poolShutdown {
             return RedisClientError(.shutdown, message: "the client is shut down", underlying: error)
         }
-        if timedOut || poolError == .connectionCreationCircuitBreakerTripped {
+        let timedOut = cancellation == .timedOut || cancellation == .abandoned
+        if timedOut || error == .connectionCreationCircuitBreakerTripped {
             // Why no connection could be had says more than "no connection".
             if let lastConnectError { return lastConnectError }
             if timedOut {
@@ -270,17 +251,6 @@ public final class RedisClient: Sendable, Service {
                 throw error
             }
         }
-    }
-}
-
-/// A lease request of ``RedisClient``: a continuation the pool completes with a connection.
-struct RedisConnectionRequest: ConnectionRequestProtocol {
-    typealias Connection = RedisConnection
-    let id: Int
-    let continuation: CheckedContinuation<ConnectionLease<RedisConnection>, any Error>
-
-    func complete(with result: Result<ConnectionLease<RedisConnection>, ConnectionPoolError>) {
-        continuation.resume(with: result.mapError { $0 as any Error })
     }
 }
 

@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// Shares leased pool connections among concurrent requests.
 ///
@@ -7,8 +8,10 @@ import NIOConcurrencyHelpers
 /// Redis answers in order); a request that finds every held connection full leases another.
 /// Callers arriving while a lease is pending join that lease instead of asking the pool for
 /// more, so a burst of N callers makes about N / `maximumRequests` connections, not N. A
-/// lease is handed back to the pool when its last request ends, so the pool's idle timeout
-/// and keep-alive see the connection as idle.
+/// lease is handed back to the pool once it has carried no request for ``idleRelease``, so
+/// the pool's idle timeout and keep-alive see the connection as idle; not at once, since
+/// under load a connection's requests often all end in one batch of replies just before the
+/// callers send their next ones, and a release and a new lease cost far more than a request.
 ///
 /// (The pool's own multi-stream leasing counts a connecting connection as one future slot
 /// whatever its stream count, and opens one connection per queued request during a burst.)
@@ -22,6 +25,8 @@ final class RedisMultiplexer: Sendable {
         var requests: Int
         var waiters: [CheckedContinuation<RedisConnection, any Error>]
         var draining: Bool
+        /// A check that hands the lease back if the slot is still idle is scheduled.
+        var releaseScheduled = false
     }
 
     private struct State {
@@ -37,9 +42,12 @@ final class RedisMultiplexer: Sendable {
 
     private let maximumRequests: Int
     private let state = NIOLockedValueBox(State())
+    /// How long a lease with no request is kept before it goes back to the pool.
+    let idleRelease: TimeAmount
 
-    init(maximumRequests: Int) {
+    init(maximumRequests: Int, idleRelease: TimeAmount = .milliseconds(50)) {
         self.maximumRequests = max(1, maximumRequests)
+        self.idleRelease = idleRelease
     }
 
     /// Runs `body` on a shared connection, leasing one with `lease` when none has room.
@@ -54,11 +62,20 @@ final class RedisMultiplexer: Sendable {
 
     /// Stops giving `connection` to new requests (it failed or was demoted).
     func retire(_ connection: RedisConnection) {
-        state.withLockedValue { state in
+        let releases = state.withLockedValue { state -> [@Sendable () -> Void] in
+            var releases: [@Sendable () -> Void] = []
             for (id, slot) in state.slots where slot.connection === connection {
-                state.slots[id]?.draining = true
+                if slot.requests == 0 {
+                    // Idle, held for reuse: nobody else will end a request on it.
+                    state.slots[id] = nil
+                    if let release = slot.release { releases.append(release) }
+                } else {
+                    state.slots[id]?.draining = true
+                }
             }
+            return releases
         }
+        for release in releases { release() }
     }
 
     private func acquire(lease: Lease) async throws -> (Int, RedisConnection) {
@@ -131,14 +148,55 @@ final class RedisMultiplexer: Sendable {
         }
     }
 
+    private enum Done {
+        case nothing
+        case release(@Sendable () -> Void)
+        case scheduleRelease(RedisConnection)
+    }
+
     private func done(slot: Int) {
+        let action = state.withLockedValue { state -> Done in
+            guard var entry = state.slots[slot] else { return .nothing }
+            entry.requests -= 1
+            guard entry.requests == 0, let connection = entry.connection else {
+                state.slots[slot] = entry
+                return .nothing
+            }
+            if entry.draining || !connection.isActive {
+                state.slots[slot] = nil
+                return entry.release.map { .release($0) } ?? .nothing
+            }
+            if entry.releaseScheduled {
+                state.slots[slot] = entry
+                return .nothing
+            }
+            entry.releaseScheduled = true
+            state.slots[slot] = entry
+            return .scheduleRelease(connection)
+        }
+        switch action {
+        case .nothing:
+            break
+        case .release(let release):
+            release()
+        case .scheduleRelease(let connection):
+            connection.channel.eventLoop.scheduleTask(in: idleRelease) {
+                self.releaseIfIdle(slot: slot)
+            }
+        }
+    }
+
+    /// Hands the slot's lease back to the pool if no request used it since the check was
+    /// scheduled (or its connection closed meanwhile).
+    private func releaseIfIdle(slot: Int) {
         let release = state.withLockedValue { state -> (@Sendable () -> Void)? in
             guard var entry = state.slots[slot] else { return nil }
-            entry.requests -= 1
-            if entry.requests == 0, entry.connection != nil {
+            entry.releaseScheduled = false
+            if entry.requests == 0 {
                 state.slots[slot] = nil
                 return entry.release
             }
+            // Busy again: the next time it falls idle schedules another check.
             state.slots[slot] = entry
             return nil
         }

@@ -19,7 +19,21 @@ public struct RedisHashSlot: Sendable, Hashable, Comparable, CustomStringConvert
 
     /// The slot of a key given as bytes.
     public init(key: some Collection<UInt8>) {
-        let bytes = Array(key)
+        if let slot = key.withContiguousStorageIfAvailable({ Self.slot(of: $0) }) {
+            rawValue = slot
+        } else {
+            rawValue = Array(key).withUnsafeBufferPointer { Self.slot(of: $0) }
+        }
+    }
+
+    /// The slot of a key (its UTF-8 bytes).
+    public init(key: String) {
+        var key = key
+        rawValue = key.withUTF8 { Self.slot(of: $0) }
+    }
+
+    /// The slot of the key `bytes`, read in place.
+    static func slot(of bytes: UnsafeBufferPointer<UInt8>) -> Int {
         var hashed = bytes[...]
         if let open = bytes.firstIndex(of: UInt8(ascii: "{")),
             let close = bytes[(open + 1)...].firstIndex(of: UInt8(ascii: "}")),
@@ -27,12 +41,7 @@ public struct RedisHashSlot: Sendable, Hashable, Comparable, CustomStringConvert
         {
             hashed = bytes[(open + 1)..<close]
         }
-        rawValue = Int(Self.crc16(hashed) & 0x3FFF)
-    }
-
-    /// The slot of a key (its UTF-8 bytes).
-    public init(key: String) {
-        self.init(key: Array(key.utf8))
+        return Int(Self.crc16(hashed) & 0x3FFF)
     }
 
     /// CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis Cluster uses.
@@ -58,12 +67,15 @@ public struct RedisHashSlot: Sendable, Hashable, Comparable, CustomStringConvert
 }
 
 extension RedisArgument {
-    /// The argument's bytes, as sent on the wire.
-    var wireBytes: [UInt8] {
+    /// The hash slot of the argument as a key, computed on its bytes in place.
+    var hashSlot: RedisHashSlot {
         switch storage {
-        case .string(let string): return Array(string.utf8)
-        case .bytes(let bytes): return Array(bytes.readableBytesView)
-        case .integer(let integer): return Array(String(integer).utf8)
+        case .string(let string):
+            return RedisHashSlot(key: string)
+        case .bytes(let bytes):
+            return RedisHashSlot(key: bytes.readableBytesView)
+        case .integer(let integer):
+            return RedisHashSlot(key: String(integer))
         }
     }
 }
@@ -74,8 +86,8 @@ extension RedisCommand {
     /// - Throws: ``RedisClusterError`` `crossSlot` when its keys hash to different slots.
     public func hashSlot() throws -> RedisHashSlot? {
         var slot: RedisHashSlot?
-        for key in keys {
-            let keySlot = RedisHashSlot(key: key.wireBytes)
+        for index in keyIndices {
+            let keySlot = arguments[index].hashSlot
             if let slot, slot != keySlot {
                 throw RedisClusterError(.crossSlot, message: "the keys of \(name) hash to different slots")
             }

@@ -33,6 +33,16 @@ public struct RedisCommand: Sendable, Hashable, CustomStringConvertible {
 
     /// The command name only: arguments may be keys, values or passwords.
     public var description: String { name }
+
+    /// About the bytes the command takes in RESP (an upper bound for all but huge integers),
+    /// to size a write buffer once.
+    var estimatedWireSize: Int {
+        var size = 16 + name.utf8.count
+        for argument in arguments {
+            size += 16 + argument.estimatedByteCount
+        }
+        return size
+    }
 }
 
 /// One argument of a command, sent as a RESP bulk string.
@@ -62,6 +72,15 @@ public struct RedisArgument: Sendable, Hashable, ExpressibleByStringLiteral, Exp
         case .string(let string): return string.utf8.count
         case .bytes(let bytes): return bytes.readableBytes
         case .integer(let integer): return String(integer).utf8.count
+        }
+    }
+
+    /// ``byteCount`` without formatting an integer.
+    var estimatedByteCount: Int {
+        switch storage {
+        case .string(let string): return string.utf8.count
+        case .bytes(let bytes): return bytes.readableBytes
+        case .integer: return 20
         }
     }
 

@@ -3,34 +3,61 @@ import NIOCore
 import NIOSSL
 import NIOTLS
 
-/// What a ``RedisConnection`` writes into its channel: commands and the promise of their replies.
-struct RedisRequest: Sendable {
+#if DEBUG
+/// Where the replies of one request go: the continuation of the task that sent it (checked
+/// in debug builds, so a double or missing resume traps in tests).
+typealias RedisReply = CheckedContinuation<[RESPValue], any Error>
+
+/// Suspends the calling task until `body`'s reply is resumed.
+@inline(__always)
+func withRedisReply(_ body: (RedisReply) -> Void) async throws -> [RESPValue] {
+    try await withCheckedThrowingContinuation(body)
+}
+#else
+/// Where the replies of one request go: the continuation of the task that sent it. Every
+/// path of ``RedisChannelHandler`` resumes it exactly once (the debug build checks this).
+typealias RedisReply = UnsafeContinuation<[RESPValue], any Error>
+
+/// Suspends the calling task until `body`'s reply is resumed.
+@inline(__always)
+func withRedisReply(_ body: (RedisReply) -> Void) async throws -> [RESPValue] {
+    try await withUnsafeThrowingContinuation(body)
+}
+#endif
+
+/// What a ``RedisConnection`` hands to its channel: commands and where their replies go.
+struct RedisTask: Sendable {
     var commands: [RedisCommand]
-    var promise: EventLoopPromise<[RESPValue]>
+    var reply: RedisReply
 }
 
 /// Runs a ``RedisConnectionStateMachine`` on a channel: feeds it decoded values, writes, TLS
-/// and timer events, and carries out its actions. All logic lives in the machine.
+/// and timer events, and carries out its actions. All protocol logic lives in the machine.
+///
+/// A reply resumes the caller's continuation directly on the event loop (no promise, no
+/// future). ``send(_:)`` takes every request a ``RedisConnection`` collected during one
+/// event-loop turn and encodes them into one buffer: one write, one flush, one syscall.
 final class RedisChannelHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = RedisRequest
+    typealias OutboundIn = RedisTask
     typealias OutboundOut = ByteBuffer
 
-    private var machine: RedisConnectionStateMachine
+    private var machine: RedisConnectionStateMachine<RedisReply>
     private var decoder: NIOSingleStepByteToMessageProcessor<RESPDecoder>
     private let encoder = RESPEncoder()
     private let handshakePromise: EventLoopPromise<Int>
     private let connectDeadline: NIODeadline
     private var logger: Logger
+    /// The one request timer; it may be armed earlier than the oldest request's deadline
+    /// (it then re-arms when it fires), never later.
     private var timer: Scheduled<Void>?
     private var timerDeadline: NIODeadline?
     private var connectTimer: Scheduled<Void>?
-    private var flushScheduled = false
     private var handshakeResolved = false
     private var context: ChannelHandlerContext?
 
     init(
-        handshake: RedisConnectionStateMachine.Handshake,
+        handshake: RedisConnectionStateMachine<RedisReply>.Handshake,
         sendTimeout: TimeAmount,
         readTimeout: TimeAmount,
         connectDeadline: NIODeadline,
@@ -55,7 +82,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             self.run(self.machine.connectTimeout(), context: context)
         }
         if context.channel.isActive {
-            run(machine.connected(now: .now()), context: context)
+            run(machine.connected(now: context.eventLoop.now), context: context)
         }
     }
 
@@ -67,23 +94,24 @@ final class RedisChannelHandler: ChannelDuplexHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         logger.debug("redis connection up")
-        run(machine.connected(now: .now()), context: context)
+        run(machine.connected(now: context.eventLoop.now), context: context)
         context.fireChannelActive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
             logger.trace("redis TLS handshake done")
-            run(machine.tlsEstablished(now: .now()), context: context)
+            run(machine.tlsEstablished(now: context.eventLoop.now), context: context)
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        let now = context.eventLoop.now
         do {
             try decoder.process(buffer: buffer) { value in
-                self.run(self.machine.received(value, now: .now()), context: context)
+                self.run(self.machine.received(value, now: now), context: context)
             }
         } catch {
             run(machine.errorCaught(error), context: context)
@@ -101,25 +129,15 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         resolveHandshake(.failure(RedisClientError(.connectionClosed, message: "the connection closed during the handshake")))
         timer?.cancel()
         timer = nil
+        timerDeadline = nil
         connectTimer?.cancel()
         context.fireChannelInactive()
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let request = unwrapOutboundIn(data)
-        // The outbound promise only says "handed over"; the request's own promise gets the outcome.
+        // The outbound promise only says "handed over"; the task's reply gets the outcome.
         promise?.succeed()
-        run(machine.send(request.commands, promise: request.promise, now: .now()), context: context)
-    }
-
-    func flush(context: ChannelHandlerContext) {
-        // Coalesce the flushes of callers that wrote in the same event-loop tick into one syscall.
-        guard !flushScheduled else { return }
-        flushScheduled = true
-        context.eventLoop.assumeIsolated().execute { [self] in
-            self.flushScheduled = false
-            self.context?.flush()
-        }
+        send(CollectionOfOne(unwrapOutboundIn(data)))
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
@@ -127,42 +145,110 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         context.close(mode: mode, promise: promise)
     }
 
+    // MARK: requests
+
+    /// Encodes `tasks` into one buffer and writes and flushes it. Runs on the event loop.
+    ///
+    /// A task the connection cannot take any more (closed, or the handler left the pipeline)
+    /// fails at once with `requestWasNotSent`; every other one is resumed later by its
+    /// replies, a timeout, or the connection closing.
+    func send<Tasks: Collection<RedisTask>>(_ tasks: Tasks) {
+        guard let context else {
+            var error = RedisClientError(.connectionClosed, message: "the connection is closed")
+            error.requestWasNotSent = true
+            for task in tasks { task.reply.resume(throwing: error) }
+            return
+        }
+        let now = context.eventLoop.now
+        var buffer: ByteBuffer?
+        var lastID = 0
+        for task in tasks {
+            let action = machine.send(task.commands, reply: task.reply, now: now)
+            guard case .write(let id, let commands) = action else {
+                run(action, context: context)
+                continue
+            }
+            traceSend(commands)
+            if buffer == nil {
+                buffer = context.channel.allocator.buffer(capacity: Self.estimatedSize(tasks))
+            }
+            encoder.encode(commands, into: &buffer!)
+            lastID = id
+        }
+        if let buffer {
+            writeBatch(buffer, upTo: lastID, context: context)
+        }
+        updateTimer(context: context)
+    }
+
     // MARK: actions
 
-    private func run(_ action: RedisConnectionStateMachine.Action, context: ChannelHandlerContext) {
+    private func run(_ action: RedisConnectionStateMachine<RedisReply>.Action, context: ChannelHandlerContext) {
         switch action {
         case .none:
+            // Still re-arm below: a timer that fired early finds nothing to fail but must
+            // wait for the new oldest request.
             break
+        case .succeed(let reply, let replies):
+            reply.resume(returning: replies)
         case .write(let id, let commands):
-            write(id: id, commands: commands, context: context)
-            if !machine.isReady {
-                // Handshake steps are flushed at once; requests wait for the coalesced flush.
-                context.flush()
+            // A handshake step (requests are written by send(_:)): flushed at once.
+            traceSend(commands)
+            var buffer = context.channel.allocator.buffer(capacity: 128)
+            encoder.encode(commands, into: &buffer)
+            if machine.isReady {
+                writeBatch(buffer, upTo: id, context: context)
+            } else {
+                context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
             }
-        case .writeMany(let requests):
-            for request in requests { write(id: request.id, commands: request.commands, context: context) }
-            context.flush()
-        case .succeed(let promise, let replies):
-            promise.succeed(replies)
         case .handshakeSucceeded(let version, let queued):
             logger.debug("redis connection ready", metadata: ["resp": "\(version)"])
-            for request in queued { write(id: request.id, commands: request.commands, context: context) }
-            if !queued.isEmpty { context.flush() }
+            if let last = queued.last {
+                var buffer = context.channel.allocator.buffer(capacity: 256 * queued.count)
+                for request in queued {
+                    traceSend(request.commands)
+                    encoder.encode(request.commands, into: &buffer)
+                }
+                writeBatch(buffer, upTo: last.id, context: context)
+            }
             resolveHandshake(.success(version))
-        case .handshakeFailed(let error, let promises):
+        case .handshakeFailed(let error, let replies):
             resolveHandshake(.failure(error))
-            for promise in promises { promise.fail(error) }
+            for reply in replies { reply.resume(throwing: error) }
             context.close(promise: nil)
-        case .failAndClose(let error, let promises):
+        case .failAndClose(let error, let replies):
             logger.debug("redis connection failing", metadata: ["code": "\(error.code)"])
-            for promise in promises { promise.fail(error) }
+            for reply in replies { reply.resume(throwing: error) }
             context.close(promise: nil)
-        case .fail(let error, let promises):
-            for promise in promises { promise.fail(error) }
+        case .fail(let error, let replies):
+            for reply in replies { reply.resume(throwing: error) }
         case .close:
             context.close(promise: nil)
         }
         updateTimer(context: context)
+    }
+
+    /// Writes and flushes one buffer holding every request up to `id`; their read timeouts
+    /// start once it is out. A failed write fails every request in flight at once.
+    private func writeBatch(_ buffer: ByteBuffer, upTo id: Int, context: ChannelHandlerContext) {
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { [self] result in
+            guard let context = self.context else { return }
+            switch result {
+            case .success:
+                self.machine.written(upTo: id, now: context.eventLoop.now)
+                self.updateTimer(context: context)
+            case .failure(let error):
+                self.run(self.machine.errorCaught(error), context: context)
+            }
+        }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
+    }
+
+    private func traceSend(_ commands: [RedisCommand]) {
+        if logger.logLevel <= .trace {
+            logger.trace("redis send", metadata: ["commands": "\(commands.map(\.name).joined(separator: ","))"])
+        }
     }
 
     private func resolveHandshake(_ result: Result<Int, RedisClientError>) {
@@ -173,32 +259,27 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         handshakePromise.completeWith(result.mapError { $0 as any Error })
     }
 
-    private func write(id: Int, commands: [RedisCommand], context: ChannelHandlerContext) {
-        if logger.logLevel <= .trace {
-            logger.trace("redis send", metadata: ["commands": "\(commands.map(\.name).joined(separator: ","))"])
-        }
-        var buffer = context.channel.allocator.buffer(capacity: 64)
-        encoder.encode(commands, into: &buffer)
-        let written = context.eventLoop.makePromise(of: Void.self)
-        written.futureResult.assumeIsolated().whenSuccess { [self] in
-            self.machine.written(id: id, now: .now())
-            if let context = self.context { self.updateTimer(context: context) }
-        }
-        context.write(wrapOutboundOut(buffer), promise: written)
-    }
-
+    /// Arms the request timer for the oldest request's deadline, unless it is armed for that
+    /// deadline or an earlier one: a reply moves the deadline on, and re-arming on every reply
+    /// would cost a cancel and a schedule each; the timer re-arms itself when it fires early.
     private func updateTimer(context: ChannelHandlerContext) {
-        let deadline = machine.nextDeadline
-        guard deadline != timerDeadline else { return }
+        guard let deadline = machine.nextDeadline else { return }
+        if let armed = timerDeadline, armed <= deadline { return }
         timer?.cancel()
-        timer = nil
         timerDeadline = deadline
-        guard let deadline else { return }
         timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             self.timerDeadline = nil
             self.timer = nil
             guard let context = self.context else { return }
-            self.run(self.machine.timerFired(now: .now()), context: context)
+            self.run(self.machine.timerFired(now: context.eventLoop.now), context: context)
         }
+    }
+
+    private static func estimatedSize<Tasks: Collection<RedisTask>>(_ tasks: Tasks) -> Int {
+        var size = 0
+        for task in tasks {
+            for command in task.commands { size += command.estimatedWireSize }
+        }
+        return size
     }
 }

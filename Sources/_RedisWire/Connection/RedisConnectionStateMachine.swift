@@ -9,9 +9,10 @@ import NIOCore
 /// request carries a deadline: `sendTimeout` until its bytes are written, then `readTimeout`;
 /// the channel handler arms one timer for the oldest request's deadline.
 ///
-/// The machine holds no channel; the ``RedisChannelHandler`` feeds it events and runs the
-/// returned ``Action``.
-struct RedisConnectionStateMachine {
+/// `Reply` is whatever the handler completes with a request's replies (the caller's
+/// continuation there, an integer in tests). The machine holds no channel; the
+/// ``RedisChannelHandler`` feeds it events and runs the returned ``Action``.
+struct RedisConnectionStateMachine<Reply> {
     /// What the handshake needs to know.
     struct Handshake: Sendable {
         var username: String?
@@ -24,12 +25,16 @@ struct RedisConnectionStateMachine {
     /// One request waiting for its replies.
     struct Request {
         var id: Int
-        var commands: [RedisCommand]
+        /// How many replies complete the request.
+        var expected: Int
+        /// The replies so far, for a request of several commands.
         var replies: [RESPValue]
         /// `nil` for the handshake's own commands, whose replies the machine consumes.
-        var promise: EventLoopPromise<[RESPValue]>?
+        var reply: Reply?
         var deadline: NIODeadline
         var written: Bool
+        /// The commands, kept only while the handshake holds the request back.
+        var commands: [RedisCommand]
     }
 
     enum State {
@@ -46,20 +51,20 @@ struct RedisConnectionStateMachine {
     /// What the handler must do.
     enum Action {
         case none
-        /// Write (and flush) these commands; call ``written(id:now:)`` when the bytes are out.
+        /// Write these commands; call ``written(upTo:now:)`` when the bytes are out. A
+        /// handshake step is flushed at once; a request goes into the current batch.
         case write(id: Int, commands: [RedisCommand])
-        /// Write several requests at once (those queued during the handshake).
-        case writeMany([(id: Int, commands: [RedisCommand])])
-        /// Hand the replies to the caller.
-        case succeed(EventLoopPromise<[RESPValue]>, [RESPValue])
-        /// The handshake is done: the connection is ready, speaking this RESP version.
+        /// Hand a request's replies to its caller (one reply per command).
+        case succeed(Reply, [RESPValue])
+        /// The handshake is done: the connection is ready, speaking this RESP version; write
+        /// the requests that waited for it.
         case handshakeSucceeded(protocolVersion: Int, flush: [(id: Int, commands: [RedisCommand])])
         /// The handshake failed: fail the connect, fail the requests, close the channel.
-        case handshakeFailed(RedisClientError, [EventLoopPromise<[RESPValue]>])
+        case handshakeFailed(RedisClientError, [Reply])
         /// Fail these requests and close the channel.
-        case failAndClose(RedisClientError, [EventLoopPromise<[RESPValue]>])
-        /// Fail these requests (the channel is closed already).
-        case fail(RedisClientError, [EventLoopPromise<[RESPValue]>])
+        case failAndClose(RedisClientError, [Reply])
+        /// Fail these requests (the channel is closed already, or the request was never sent).
+        case fail(RedisClientError, [Reply])
         /// Close the channel.
         case close
     }
@@ -69,7 +74,7 @@ struct RedisConnectionStateMachine {
     private let handshake: Handshake
     private let sendTimeout: TimeAmount
     private let readTimeout: TimeAmount
-    private var inFlight = CircularBuffer<Request>()
+    private var inFlight = CircularBuffer<Request>(initialCapacity: 16)
     private var queuedDuringHandshake: [Request] = []
     private var nextID = 0
 
@@ -111,40 +116,47 @@ struct RedisConnectionStateMachine {
         return sendHello(now: now)
     }
 
-    /// A caller wants `commands` sent; `promise` gets one reply per command.
-    mutating func send(_ commands: [RedisCommand], promise: EventLoopPromise<[RESPValue]>, now: NIODeadline) -> Action {
-        let id = makeID()
-        let request = Request(
-            id: id, commands: commands, replies: [], promise: promise,
-            deadline: now + sendTimeout, written: false
-        )
+    /// A caller wants `commands` sent; `reply` gets one reply per command.
+    mutating func send(_ commands: [RedisCommand], reply: Reply, now: NIODeadline) -> Action {
         switch state {
         case .ready:
-            inFlight.append(request)
+            let id = makeID()
+            inFlight.append(
+                Request(
+                    id: id, expected: commands.count, replies: [], reply: reply,
+                    deadline: now + sendTimeout, written: false, commands: []
+                )
+            )
             return .write(id: id, commands: commands)
         case .initialized, .waitingForTLS, .hello, .auth, .select:
-            queuedDuringHandshake.append(request)
+            queuedDuringHandshake.append(
+                Request(
+                    id: makeID(), expected: commands.count, replies: [], reply: reply,
+                    deadline: now + sendTimeout, written: false, commands: commands
+                )
+            )
             return .none
         case .closing, .closed:
             var error = RedisClientError(.connectionClosed, message: "the connection is closed")
             error.requestWasNotSent = true
-            return .fail(error, [promise])
+            return .fail(error, [reply])
         }
     }
 
-    /// The bytes of request `id` were written to the socket: its read timeout starts.
-    mutating func written(id: Int, now: NIODeadline) {
-        // Requests complete in order; the written one is usually near the end.
+    /// The bytes of every request up to `id` (inclusive) were written to the socket: their
+    /// read timeout starts.
+    mutating func written(upTo id: Int, now: NIODeadline) {
+        // Writes complete in order: walk back from the newest request to the first one
+        // already marked.
         var index = inFlight.endIndex
         while index > inFlight.startIndex {
             index = inFlight.index(before: index)
-            if inFlight[index].id == id {
-                inFlight[index].written = true
-                // The handshake's own commands are bounded by the connect timeout instead.
-                if inFlight[index].promise != nil {
-                    inFlight[index].deadline = now + readTimeout
-                }
-                return
+            guard inFlight[index].id <= id else { continue }
+            if inFlight[index].written { return }
+            inFlight[index].written = true
+            // The handshake's own commands are bounded by the connect timeout instead.
+            if inFlight[index].reply != nil {
+                inFlight[index].deadline = now + readTimeout
             }
         }
     }
@@ -156,6 +168,25 @@ struct RedisConnectionStateMachine {
             return .none
         }
         switch state {
+        case .ready:
+            guard !inFlight.isEmpty else {
+                state = .closing
+                return .failAndClose(
+                    RedisClientError(.protocolError, message: "the server sent a reply no request was waiting for"),
+                    []
+                )
+            }
+            let head = inFlight.startIndex
+            if inFlight[head].expected == 1 && inFlight[head].replies.isEmpty {
+                // The common case: one command, one reply, no array kept in between.
+                let request = inFlight.removeFirst()
+                return request.reply.map { .succeed($0, [value]) } ?? .none
+            }
+            inFlight[head].replies.append(value)
+            guard inFlight[head].replies.count == inFlight[head].expected else { return .none }
+            let request = inFlight.removeFirst()
+            return request.reply.map { .succeed($0, request.replies) } ?? .none
+
         case .hello:
             _ = inFlight.popFirst()
             if case .error(let error) = value {
@@ -169,7 +200,7 @@ struct RedisConnectionStateMachine {
                     }
                     return afterAuthentication(now: now)
                 }
-                return failHandshake(Self.handshakeError(error))
+                return failHandshake(RedisWireErrors.handshakeError(error))
             }
             protocolVersion = 3
             return afterAuthentication(now: now)
@@ -177,7 +208,7 @@ struct RedisConnectionStateMachine {
         case .auth:
             _ = inFlight.popFirst()
             if case .error(let error) = value {
-                return failHandshake(Self.handshakeError(error))
+                return failHandshake(RedisWireErrors.handshakeError(error))
             }
             return afterAuthentication(now: now)
 
@@ -190,26 +221,11 @@ struct RedisConnectionStateMachine {
             }
             return ready()
 
-        case .ready:
-            guard var request = inFlight.popFirst() else {
-                state = .closing
-                return .failAndClose(
-                    RedisClientError(.protocolError, message: "the server sent a reply no request was waiting for"),
-                    []
-                )
-            }
-            request.replies.append(value)
-            if request.replies.count == request.commands.count, let promise = request.promise {
-                return .succeed(promise, request.replies)
-            }
-            inFlight.prepend(request)
-            return .none
-
         case .initialized, .waitingForTLS:
             state = .closing
             return .failAndClose(
                 RedisClientError(.protocolError, message: "the server sent a value before the handshake"),
-                takeAllPromises()
+                takeAllReplies()
             )
 
         case .closing, .closed:
@@ -217,7 +233,7 @@ struct RedisConnectionStateMachine {
         }
     }
 
-    /// The timer of the oldest request fired.
+    /// The timer of the oldest request fired (it may fire early: nothing happens then).
     mutating func timerFired(now: NIODeadline) -> Action {
         guard let head = inFlight.first, head.deadline <= now else { return .none }
         let what = head.written ? "no reply within the read timeout" : "the command could not be sent within the send timeout"
@@ -227,7 +243,7 @@ struct RedisConnectionStateMachine {
             return failHandshake(RedisClientError(.timeout, message: "the handshake did not finish in time"))
         case .ready:
             state = .closing
-            return .failAndClose(error, takeAllPromises())
+            return .failAndClose(error, takeAllReplies())
         case .closing, .closed:
             return .none
         }
@@ -243,15 +259,15 @@ struct RedisConnectionStateMachine {
         }
     }
 
-    /// An error travelled up the pipeline (I/O, TLS, decoding).
+    /// An error travelled up the pipeline (I/O, TLS, decoding), or a write failed.
     mutating func errorCaught(_ error: any Error) -> Action {
-        let typed = Self.mapError(error, handshaking: !isReady)
+        let typed = RedisWireErrors.mapError(error, handshaking: !isReady)
         switch state {
         case .initialized, .waitingForTLS, .hello, .auth, .select:
             return failHandshake(typed)
         case .ready:
             state = .closing
-            return .failAndClose(typed, takeAllPromises())
+            return .failAndClose(typed, takeAllReplies())
         case .closing, .closed:
             return .none
         }
@@ -284,11 +300,11 @@ struct RedisConnectionStateMachine {
         case .initialized, .waitingForTLS, .hello, .auth, .select:
             return .handshakeFailed(
                 RedisClientError(.connectionClosed, message: "the connection closed during the handshake"),
-                takeAllPromises()
+                takeAllReplies()
             )
         case .ready, .closing:
-            let promises = takeAllPromises()
-            return promises.isEmpty ? .none : .fail(error, promises)
+            let replies = takeAllReplies()
+            return replies.isEmpty ? .none : .fail(error, replies)
         case .closed:
             return .none
         }
@@ -325,11 +341,13 @@ struct RedisConnectionStateMachine {
         case .select(let database):
             command = .select(database)
         }
-        // Handshake replies are consumed by the state, not by a caller: no promise; the
+        // Handshake replies are consumed by the state, not by a caller: no reply; the
         // connect timeout (armed by the handler) bounds the handshake, not the read timeout.
         let id = makeID()
         inFlight.append(
-            Request(id: id, commands: [command], replies: [], promise: nil, deadline: .distantFuture, written: false)
+            Request(
+                id: id, expected: 1, replies: [], reply: nil, deadline: .distantFuture, written: false, commands: []
+            )
         )
         return .write(id: id, commands: [command])
     }
@@ -346,27 +364,35 @@ struct RedisConnectionStateMachine {
         state = .ready
         let queued = queuedDuringHandshake
         queuedDuringHandshake = []
-        for request in queued {
+        var flush: [(id: Int, commands: [RedisCommand])] = []
+        flush.reserveCapacity(queued.count)
+        for var request in queued {
+            flush.append((request.id, request.commands))
+            request.commands = []
             inFlight.append(request)
         }
-        return .handshakeSucceeded(protocolVersion: protocolVersion, flush: queued.map { ($0.id, $0.commands) })
+        return .handshakeSucceeded(protocolVersion: protocolVersion, flush: flush)
     }
 
     private mutating func failHandshake(_ error: RedisClientError) -> Action {
         state = .closing
-        return .handshakeFailed(error, takeAllPromises())
+        return .handshakeFailed(error, takeAllReplies())
     }
 
-    private mutating func takeAllPromises() -> [EventLoopPromise<[RESPValue]>] {
-        var promises: [EventLoopPromise<[RESPValue]>] = []
+    private mutating func takeAllReplies() -> [Reply] {
+        var replies: [Reply] = []
+        replies.reserveCapacity(inFlight.count + queuedDuringHandshake.count)
         while let request = inFlight.popFirst() {
-            if let promise = request.promise { promises.append(promise) }
+            if let reply = request.reply { replies.append(reply) }
         }
-        promises += queuedDuringHandshake.compactMap(\.promise)
+        replies += queuedDuringHandshake.compactMap(\.reply)
         queuedDuringHandshake = []
-        return promises
+        return replies
     }
+}
 
+/// The error mapping of the connection layer, independent of the machine's reply type.
+enum RedisWireErrors {
     static func handshakeError(_ error: RESPError) -> RedisClientError {
         switch error.prefix {
         case "WRONGPASS", "NOAUTH", "NOPERM", "INVALIDPASSWORD":
