@@ -3,7 +3,12 @@ import NIOCore
 import NIOSSL
 
 /// Where the reply of one request goes: the continuation of the task that sent it.
-typealias MemcachedReply = CheckedContinuation<MemcachedResponse, any Error>
+///
+/// Unchecked (no allocation, no atomic flag per request): every continuation is held by
+/// exactly one owner at a time (the connection's outbox, then the state machine's list of
+/// requests in flight, which hands it out exactly once: to its reply, or to the error that
+/// fails every request in flight).
+typealias MemcachedReply = UnsafeContinuation<MemcachedResponse, any Error>
 
 /// A request and the continuation its reply resumes; what a ``MemcachedConnection`` hands to
 /// its channel handler.

@@ -145,7 +145,7 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
 
     /// Sends a request that was validated already and waits for its reply.
     func send(_ request: MemcachedRequest) async throws -> MemcachedResponse {
-        try await withCheckedThrowingContinuation { (reply: MemcachedReply) in
+        try await withUnsafeThrowingContinuation { (reply: MemcachedReply) in
             // Concurrent callers share the connection: their requests are queued here and
             // written together by one task on the event loop, so a burst of requests costs
             // one wake-up and one write syscall instead of one each. The channel handler
