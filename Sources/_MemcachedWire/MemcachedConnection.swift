@@ -93,11 +93,11 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
                         try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: hostname))
                         try pipeline.addHandler(TLSHandshakeWaiter(promise: handshake))
                     }
-                    try pipeline.addHandler(ByteToMessageHandler(MemcachedResponseDecoder(maximumValueLength: configuration.maximumValueLength)))
                     try pipeline.addHandler(
                         MemcachedChannelHandler(
                             readTimeout: configuration.readTimeout,
                             sendTimeout: configuration.sendTimeout,
+                            maximumValueLength: configuration.maximumValueLength,
                             logger: handlerLogger
                         )
                     )

@@ -10,7 +10,6 @@ struct MemcachedConnectionTests {
     func makeConnection(readTimeout: Duration? = nil) async throws -> (MemcachedConnection, NIOAsyncTestingChannel) {
         let channel = NIOAsyncTestingChannel()
         try await channel.testingEventLoop.executeInContext {
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MemcachedResponseDecoder()))
             try channel.pipeline.syncOperations.addHandler(
                 MemcachedChannelHandler(readTimeout: readTimeout, sendTimeout: nil, logger: Logger(label: "test")))
         }
