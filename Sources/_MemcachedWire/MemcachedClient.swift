@@ -46,9 +46,13 @@ public final class MemcachedClient: MemcachedCommands, Service, Sendable {
             /// requests (`backlog`); past it a request fails at once with `poolExhausted`.
             /// `nil`: no limit (requests wait up to the connect timeout).
             public var backlog: Int? = nil
-            /// How long an idle connection stays open (`keepalive_timeout`).
+            /// How long an idle connection stays open (`keepalive_timeout`). The client keeps
+            /// the connections it uses until one sweep (at most a second, or half this timeout
+            /// when shorter) passes without a request on them; the timeout counts from then.
             public var keepaliveTimeout: Duration = .seconds(60)
-            /// How many requests one connection carries at once (pipelining).
+            /// How many requests one connection carries at once (pipelining). A request goes
+            /// to the least loaded connection below this depth; a new connection is opened
+            /// only when every open one is at it.
             public var pipelineDepth: Int = 64
             /// A name for the pool in logs (`pool`).
             public var name: String? = nil
