@@ -110,6 +110,9 @@ public final class MemcachedSessionStore: SessionStore, Service {
     let instrumentation: SessionStoreInstrumentation
     private let ownsClient: Bool
 
+    /// The flags of a plain read (`mg <key> v`), built once (no array per request).
+    private static let returnValue: [MemcachedRequestFlag] = [.returnValue]
+
     /// The most read-modify-write rounds an index update tries before giving up.
     static let maximumAttempts = 64
 
@@ -191,7 +194,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             let recordKey = try escapedKey(naming.recordKey(name: name, key: key))
             return try await wire {
-                let meta = try await client.meta(.metaGet(key: recordKey, flags: [.returnValue]))
+                let meta = try await client.meta(.metaGet(key: recordKey, flags: Self.returnValue))
                 switch meta.status {
                 case .value: return String(buffer: meta.value ?? ByteBuffer())
                 case .miss: return nil
@@ -222,7 +225,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
             try SessionStoreValidation.index(name: name, audience: audience, subject: subject, currentTime: currentTime)
             let indexKey = try escapedKey(naming.indexKey(name: name, audience: audience, subject: subject))
             return try await wire {
-                let meta = try await client.meta(.metaGet(key: indexKey, flags: [.returnValue]))
+                let meta = try await client.meta(.metaGet(key: indexKey, flags: Self.returnValue))
                 switch meta.status {
                 case .value: return SessionIndexCodec.live(String(buffer: meta.value ?? ByteBuffer()), currentTime: currentTime)
                 case .miss: return [:]

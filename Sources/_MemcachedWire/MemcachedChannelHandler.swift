@@ -3,7 +3,12 @@ import NIOCore
 import NIOSSL
 
 /// Where the reply of one request goes: the continuation of the task that sent it.
-typealias MemcachedReply = CheckedContinuation<MemcachedResponse, any Error>
+///
+/// Unchecked (no allocation, no atomic flag per request): every continuation is held by
+/// exactly one owner at a time (the connection's outbox, then the state machine's list of
+/// requests in flight, which hands it out exactly once: to its reply, or to the error that
+/// fails every request in flight).
+typealias MemcachedReply = UnsafeContinuation<MemcachedResponse, any Error>
 
 /// A request and the continuation its reply resumes; what a ``MemcachedConnection`` hands to
 /// its channel handler.
@@ -13,14 +18,19 @@ struct MemcachedTask: Sendable {
 }
 
 /// Runs the actions of a ``MemcachedConnectionStateMachine`` on a channel: encodes requests,
-/// resumes the callers with replies, and enforces the read and send timeouts.
+/// decodes replies (with its ``MemcachedResponseDecoder``, straight from the bytes read: no
+/// message boxed per reply between two handlers), resumes the callers with replies, and
+/// enforces the read and send timeouts.
 final class MemcachedChannelHandler: ChannelDuplexHandler {
-    typealias InboundIn = MemcachedResponse
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = MemcachedTask
     typealias OutboundOut = ByteBuffer
 
     private var stateMachine = MemcachedConnectionStateMachine<MemcachedReply>()
     private let encoder = MemcachedRequestEncoder()
+    private var decoder: MemcachedResponseDecoder
+    /// Bytes read and not decoded yet (the start of a reply split across reads or TLS records).
+    private var received: ByteBuffer?
     private let readTimeout: TimeAmount?
     private let sendTimeout: TimeAmount?
     private var logger: Logger
@@ -32,7 +42,8 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
     private var sendTimer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
 
-    init(readTimeout: Duration?, sendTimeout: Duration?, logger: Logger) {
+    init(readTimeout: Duration?, sendTimeout: Duration?, maximumValueLength: Int = 64 << 20, logger: Logger) {
+        self.decoder = MemcachedResponseDecoder(maximumValueLength: maximumValueLength)
         self.readTimeout = readTimeout.map(TimeAmount.init)
         self.sendTimeout = sendTimeout.map(TimeAmount.init)
         self.logger = logger
@@ -109,9 +120,51 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
     // MARK: inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let response = unwrapInboundIn(data)
-        lastProgress = context.eventLoop.now
-        run(stateMachine.responseReceived(response), context: context)
+        let bytes = unwrapInboundIn(data)
+        if var received, received.readableBytes > 0 {
+            // the rest of a reply: appended to what came before
+            self.received = nil  // one reference only: the append does not copy
+            var bytes = bytes
+            received.writeBuffer(&bytes)
+            self.received = received
+        } else {
+            self.received = bytes
+        }
+        guard stateMachine.isActive else {
+            received = nil
+            return
+        }
+        var decoded = false
+        do {
+            while var buffer = received {
+                received = nil
+                let response = try decoder.decode(buffer: &buffer)
+                received = buffer
+                guard let response else { break }
+                decoded = true
+                run(stateMachine.responseReceived(response), context: context)
+                guard stateMachine.isActive else {
+                    received = nil
+                    break
+                }
+            }
+        } catch {
+            received = nil
+            errorCaught(context: context, error: error)
+            return
+        }
+        if decoded { lastProgress = context.eventLoop.now }
+        if let buffer = received {
+            if buffer.readableBytes == 0 {
+                received = nil
+            } else if buffer.readerIndex >= 64 << 10 {
+                // a long reply still arriving: drop the bytes consumed already
+                received = nil
+                var buffer = buffer
+                buffer.discardReadBytes()
+                received = buffer
+            }
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

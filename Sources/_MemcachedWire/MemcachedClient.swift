@@ -46,9 +46,13 @@ public final class MemcachedClient: MemcachedCommands, Service, Sendable {
             /// requests (`backlog`); past it a request fails at once with `poolExhausted`.
             /// `nil`: no limit (requests wait up to the connect timeout).
             public var backlog: Int? = nil
-            /// How long an idle connection stays open (`keepalive_timeout`).
+            /// How long an idle connection stays open (`keepalive_timeout`). The client keeps
+            /// the connections it uses until one sweep (at most a second, or half this timeout
+            /// when shorter) passes without a request on them; the timeout counts from then.
             public var keepaliveTimeout: Duration = .seconds(60)
-            /// How many requests one connection carries at once (pipelining).
+            /// How many requests one connection carries at once (pipelining). A request goes
+            /// to the least loaded connection below this depth; a new connection is opened
+            /// only when every open one is at it.
             public var pipelineDepth: Int = 64
             /// A name for the pool in logs (`pool`).
             public var name: String? = nil
@@ -107,7 +111,7 @@ public final class MemcachedClient: MemcachedCommands, Service, Sendable {
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 for server in self.servers {
-                    group.addTask { await server.pool.run() }
+                    group.addTask { await server.run() }
                 }
             }
         }
@@ -158,8 +162,17 @@ typealias MemcachedConnectionPool = ConnectionPool<
     ContinuousClock
 >
 
-/// The pool of one server, with the backlog limit and lease timeout around it.
+/// The connections of one server: a connection pool that opens, keeps alive and closes them,
+/// and a ``MemcachedDispatcher`` that spreads requests over the connections it leased, with
+/// the backlog limit and lease timeout around it.
+///
+/// The pool hands out whole connections (one stream each); the dispatcher keeps the ones it
+/// leased and multiplexes requests on them (up to `pipelineDepth` in flight each), so a
+/// request costs one short lock instead of a pool lease. Connections unused for a sweep
+/// period go back to the pool, whose keep-alive timeout closes them.
 final class ServerPool: Sendable {
+    typealias Lease = ConnectionLease<MemcachedConnection>
+
     let address: MemcachedServerAddress
     let pool: MemcachedConnectionPool
     private let observer: MemcachedPoolObserver
@@ -167,8 +180,10 @@ final class ServerPool: Sendable {
     private let capacity: Int
     private let backlog: Int?
     private let leaseTimeout: Duration
+    private let sweepPeriod: Duration
     private let eventLoopGroup: any EventLoopGroup
     private let waiters = PoolLeaseWaiters<MemcachedConnection>()
+    private let dispatcher: Mutex<MemcachedDispatcher<MemcachedConnection, Lease, DispatchWaiter>>
 
     init(
         address: MemcachedServerAddress,
@@ -183,7 +198,11 @@ final class ServerPool: Sendable {
         self.capacity = configuration.pool.size * configuration.pool.pipelineDepth
         self.backlog = configuration.pool.backlog
         self.leaseTimeout = configuration.connectTimeout
+        // Kept connections idle for one to two periods go back to the pool; its idle timer
+        // (the keep-alive timeout) starts then.
+        self.sweepPeriod = max(.milliseconds(10), min(configuration.pool.keepaliveTimeout / 2, .seconds(1)))
         self.eventLoopGroup = eventLoopGroup
+        self.dispatcher = Mutex(MemcachedDispatcher(maximumConnections: configuration.pool.size, depth: configuration.pool.pipelineDepth))
         let observer = MemcachedPoolObserver(logger: logger)
         self.observer = observer
 
@@ -200,7 +219,6 @@ final class ServerPool: Sendable {
         connectionConfiguration.sendTimeout = configuration.sendTimeout
         connectionConfiguration.readTimeout = configuration.readTimeout
         connectionConfiguration.maximumValueLength = configuration.maximumValueLength
-        let streams = UInt16(configuration.pool.pipelineDepth)
         let connectConfiguration = connectionConfiguration
         let connectionLogger = logger
 
@@ -220,7 +238,17 @@ final class ServerPool: Sendable {
                 eventLoop: eventLoopGroup.any(),
                 logger: connectionLogger
             )
-            return ConnectionAndMetadata(connection: connection, maximalStreamsOnConnection: streams)
+            // One stream: the dispatcher leases a connection whole and multiplexes on it.
+            return ConnectionAndMetadata(connection: connection, maximalStreamsOnConnection: 1)
+        }
+    }
+
+    /// Runs the pool and the sweeps until cancelled; then hands every kept connection back
+    /// and fails every waiting request.
+    func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.pool.run() }
+            group.addTask { await self.sweepUntilCancelled() }
         }
     }
 
@@ -233,12 +261,38 @@ final class ServerPool: Sendable {
                 message: "every connection is busy and the backlog of \(backlog) waiting requests is full"
             )
         }
-        let lease = try await lease()
-        defer { lease.release() }
-        return try await lease.connection.send(request)
+        let connection = try await acquire()
+        defer { release(connection) }
+        return try await connection.send(request)
     }
 
-    private func lease() async throws -> ConnectionLease<MemcachedConnection> {
+    // MARK: dispatching
+
+    private func acquire() async throws -> MemcachedConnection {
+        var retired: [Lease] = []
+        let action = dispatcher.withLock { $0.acquire(retired: &retired) }
+        for lease in retired { lease.release() }
+        switch action {
+        case .use(let connection):
+            return connection
+        case .lease:
+            return try await leaseConnection()
+        case .mustWait:
+            return try await waitInLine()
+        case .shutDown, .queued, .cancelled:
+            throw Self.shutdownError
+        }
+    }
+
+    private func release(_ connection: MemcachedConnection) {
+        var retired: [Lease] = []
+        let granted = dispatcher.withLock { $0.release(connection, retired: &retired) }
+        for lease in retired { lease.release() }
+        if let (waiter, grant) = granted { waiter.resume(.success(grant)) }
+    }
+
+    /// Asks the pool for one more connection (the dispatcher counted this lease already).
+    private func leaseConnection() async throws -> MemcachedConnection {
         let pool = self.pool
         let leased = await waiters.lease(
             timeout: TimeAmount(leaseTimeout),
@@ -248,16 +302,98 @@ final class ServerPool: Sendable {
         )
         switch leased.result {
         case .success(let lease):
-            return lease
-        case .failure(let error):
-            throw map(error, timedOut: leased.cancellation == .timedOut)
+            let connection = lease.connection
+            guard let granted = dispatcher.withLock({ $0.leased(connection, lease: lease) }) else {
+                lease.release()
+                throw Self.shutdownError
+            }
+            for waiter in granted { waiter.resume(.success(.use(connection))) }
+            return connection
+        case .failure(let poolError):
+            let error = map(poolError, timedOut: leased.cancellation == .timedOut)
+            let connectingFails = observer.lastConnectError != nil || poolError == .poolShutdown
+                || poolError == .connectionCreationCircuitBreakerTripped
+            let (failed, retry) = dispatcher.withLock { $0.leaseFailed(abandonWaiters: connectingFails) }
+            for waiter in failed { waiter.resume(.failure(error)) }
+            retry?.resume(.success(.lease))
+            throw error
         }
+    }
+
+    /// Waits for a slot on a kept connection (or for the right to lease one), at most the
+    /// connect timeout.
+    private func waitInLine() async throws -> MemcachedConnection {
+        let waiter = DispatchWaiter()
+        let grant = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: DispatchWaiter.Continuation) in
+                waiter.start(continuation)
+                var retired: [Lease] = []
+                let action = dispatcher.withLock {
+                    $0.enqueue(waiter, isCancelled: waiter.isCancelled, retired: &retired)
+                }
+                for lease in retired { lease.release() }
+                switch action {
+                case .use(let connection):
+                    waiter.resume(.success(.use(connection)))
+                case .lease:
+                    waiter.resume(.success(.lease))
+                case .queued:
+                    let timeout = self.leaseTimeout
+                    waiter.armTimer {
+                        eventLoopGroup.any().scheduleTask(in: TimeAmount(timeout)) {
+                            if self.dispatcher.withLock({ $0.removeWaiter(waiter) }) {
+                                waiter.resume(.failure(self.waitTimedOut()))
+                            }
+                        }
+                    }
+                case .cancelled:
+                    waiter.resume(.failure(MemcachedClientError(.connectionFailed, message: "the connection request was cancelled")))
+                case .shutDown, .mustWait:
+                    waiter.resume(.failure(Self.shutdownError))
+                }
+            }
+        } onCancel: {
+            waiter.markCancelled()
+            if dispatcher.withLock({ $0.removeWaiter(waiter) }) {
+                waiter.resume(.failure(MemcachedClientError(.connectionFailed, message: "the connection request was cancelled")))
+            }
+        }
+        switch grant {
+        case .use(let connection):
+            return connection
+        case .lease:
+            return try await leaseConnection()
+        }
+    }
+
+    private func waitTimedOut() -> MemcachedClientError {
+        if let underlying = observer.lastConnectError {
+            return connectFailure(underlying)
+        }
+        return MemcachedClientError(.timeout, message: "no connection became available within the connect timeout (is run() running?)")
+    }
+
+    private func sweepUntilCancelled() async {
+        while (try? await Task.sleep(for: sweepPeriod)) != nil {
+            var retired: [Lease] = []
+            let granted = dispatcher.withLock { $0.sweep(retired: &retired) }
+            for lease in retired { lease.release() }
+            for waiter in granted { waiter.resume(.success(.lease)) }
+        }
+        var retired: [Lease] = []
+        let failed = dispatcher.withLock { $0.shutDown(retired: &retired) }
+        for lease in retired { lease.release() }
+        for waiter in failed { waiter.resume(.failure(Self.shutdownError)) }
+    }
+
+    private static var shutdownError: MemcachedClientError {
+        MemcachedClientError(.shutdown, message: "the memcached client is shut down")
     }
 
     private func map(_ error: ConnectionPoolError, timedOut: Bool) -> MemcachedClientError {
         switch error {
         case .poolShutdown:
-            return MemcachedClientError(.shutdown, message: "the memcached client is shut down")
+            return Self.shutdownError
         case .connectionCreationCircuitBreakerTripped:
             return connectFailure(observer.lastConnectError)
         default:
@@ -269,6 +405,54 @@ final class ServerPool: Sendable {
             }
             return MemcachedClientError(.connectionFailed, message: "the connection request was cancelled")
         }
+    }
+}
+
+/// A request waiting in a ``ServerPool``'s line for a connection. Completed exactly once: by
+/// whoever takes it out of the dispatcher's line (a grant, its timeout, its cancellation, a
+/// shutdown), always under the dispatcher's lock.
+final class DispatchWaiter: Sendable {
+    typealias Grant = MemcachedDispatcher<MemcachedConnection, ServerPool.Lease, DispatchWaiter>.Grant
+    typealias Continuation = CheckedContinuation<Grant, any Error>
+
+    private struct State {
+        var continuation: Continuation?
+        var timer: Scheduled<Void>?
+        var completed = false
+        var cancelled = false
+    }
+
+    private let state = Mutex(State())
+
+    func start(_ continuation: Continuation) {
+        state.withLock { $0.continuation = continuation }
+    }
+
+    var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+    func markCancelled() {
+        state.withLock { $0.cancelled = true }
+    }
+
+    func armTimer(_ schedule: () -> Scheduled<Void>) {
+        state.withLock { state in
+            guard !state.completed else { return }
+            state.timer = schedule()
+        }
+    }
+
+    func resume(_ result: Result<Grant, MemcachedClientError>) {
+        let (continuation, timer) = state.withLock { state -> (Continuation?, Scheduled<Void>?) in
+            guard !state.completed else { return (nil, nil) }
+            state.completed = true
+            defer {
+                state.continuation = nil
+                state.timer = nil
+            }
+            return (state.continuation, state.timer)
+        }
+        timer?.cancel()
+        continuation?.resume(with: result.mapError { $0 as any Error })
     }
 }
 

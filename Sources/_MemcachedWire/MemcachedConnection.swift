@@ -93,11 +93,11 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
                         try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: hostname))
                         try pipeline.addHandler(TLSHandshakeWaiter(promise: handshake))
                     }
-                    try pipeline.addHandler(ByteToMessageHandler(MemcachedResponseDecoder(maximumValueLength: configuration.maximumValueLength)))
                     try pipeline.addHandler(
                         MemcachedChannelHandler(
                             readTimeout: configuration.readTimeout,
                             sendTimeout: configuration.sendTimeout,
+                            maximumValueLength: configuration.maximumValueLength,
                             logger: handlerLogger
                         )
                     )
@@ -145,7 +145,7 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
 
     /// Sends a request that was validated already and waits for its reply.
     func send(_ request: MemcachedRequest) async throws -> MemcachedResponse {
-        try await withCheckedThrowingContinuation { (reply: MemcachedReply) in
+        try await withUnsafeThrowingContinuation { (reply: MemcachedReply) in
             // Concurrent callers share the connection: their requests are queued here and
             // written together by one task on the event loop, so a burst of requests costs
             // one wake-up and one write syscall instead of one each. The channel handler

@@ -28,13 +28,18 @@ public struct MemcachedResponseDecoder: NIOSingleStepByteToMessageDecoder {
     public mutating func decode(buffer: inout ByteBuffer) throws -> MemcachedResponse? {
         while true {
             guard let lineLength = try lineLength(in: buffer) else { return nil }
-            let line = buffer.getBytes(at: buffer.readerIndex, length: lineLength)!
             let consumed = lineLength + 2
 
-            // The common case first: a meta reply (`HD …`, `VA …`), parsed in one pass.
-            if self.statistics == nil, let status = Self.metaStatus(line) {
-                return try decodeMeta(status: status, line: line, consumed: consumed, buffer: &buffer)
+            // The common case first: a meta reply (`HD …`, `VA …`), parsed in place in one
+            // pass (no copy of the line).
+            if self.statistics == nil {
+                switch try decodeMetaInPlace(lineLength: lineLength, buffer: &buffer) {
+                case .decoded(let response): return response
+                case .needMore: return nil
+                case .notMeta: break
+                }
             }
+            let line = buffer.getBytes(at: buffer.readerIndex, length: lineLength)!
 
             if let statistics = self.statistics {
                 // inside a stats reply: STAT lines until END
@@ -73,21 +78,19 @@ public struct MemcachedResponseDecoder: NIOSingleStepByteToMessageDecoder {
 
     /// The length of the first line (without CRLF), `nil` if no full line arrived yet.
     private func lineLength(in buffer: ByteBuffer) throws -> Int? {
-        let view = buffer.readableBytesView
-        let limit = min(view.count, maximumLineLength + 2)
-        var index = view.startIndex
-        let end = view.startIndex + limit
-        while index < end {
-            if view[index] == UInt8(ascii: "\n") {
-                let length = index - view.startIndex
-                guard length >= 1, view[index - 1] == UInt8(ascii: "\r") else {
-                    throw MemcachedClientError(.protocolError, message: "reply line not terminated by CRLF")
-                }
-                return length - 1
+        let maximumLineLength = self.maximumLineLength
+        let found: Int? = try buffer.withUnsafeReadableBytes { bytes in
+            let limit = min(bytes.count, maximumLineLength + 2)
+            guard let newline = UnsafeRawBufferPointer(rebasing: bytes[..<limit]).firstIndex(of: UInt8(ascii: "\n")) else {
+                return nil
             }
-            index += 1
+            guard newline >= 1, bytes[newline - 1] == UInt8(ascii: "\r") else {
+                throw MemcachedClientError(.protocolError, message: "reply line not terminated by CRLF")
+            }
+            return newline - 1
         }
-        if view.count >= maximumLineLength + 2 {
+        if let found { return found }
+        if buffer.readableBytes >= maximumLineLength + 2 {
             throw MemcachedClientError(.protocolError, message: "reply line longer than \(maximumLineLength) bytes")
         }
         return nil
@@ -124,7 +127,7 @@ public struct MemcachedResponseDecoder: NIOSingleStepByteToMessageDecoder {
 
     /// The status of a line that starts with a meta status and a space (or is only the
     /// status); `nil` for anything else.
-    private static func metaStatus(_ line: [UInt8]) -> MemcachedMetaResponse.Status? {
+    private static func metaStatus(_ line: UnsafeRawBufferPointer) -> MemcachedMetaResponse.Status? {
         guard line.count >= 2, line.count == 2 || line[2] == UInt8(ascii: " ") else { return nil }
         switch (line[0], line[1]) {
         case (UInt8(ascii: "H"), UInt8(ascii: "D")): return .headerOnly
@@ -138,46 +141,60 @@ public struct MemcachedResponseDecoder: NIOSingleStepByteToMessageDecoder {
         }
     }
 
-    /// A meta reply whose status ``metaStatus(_:)`` found: its tokens are read in place.
-    private func decodeMeta(
-        status: MemcachedMetaResponse.Status,
-        line: [UInt8],
-        consumed: Int,
-        buffer: inout ByteBuffer
-    ) throws -> MemcachedResponse? {
-        var index = 2
-        func nextToken() -> ArraySlice<UInt8>? {
-            while index < line.count, line[index] == UInt8(ascii: " ") { index += 1 }
-            guard index < line.count else { return nil }
-            let start = index
-            while index < line.count, line[index] != UInt8(ascii: " ") { index += 1 }
-            return line[start..<index]
+    private enum InPlace {
+        case decoded(MemcachedResponse)
+        case needMore
+        case notMeta
+    }
+
+    /// A meta reply (a line starting with a known status and a space), read in place: its
+    /// tokens are parsed straight from the buffer's bytes and its value is a slice of it.
+    private func decodeMetaInPlace(lineLength: Int, buffer: inout ByteBuffer) throws -> InPlace {
+        let consumed = lineLength + 2
+        let maximumValueLength = self.maximumValueLength
+        // (status, flags, value length); nil: not a meta line; value length -1: need more bytes
+        let parsed: (MemcachedMetaResponse.Status, MemcachedResponseFlags, Int?)? = try buffer.withUnsafeReadableBytes { bytes in
+            let line = UnsafeRawBufferPointer(rebasing: bytes[..<lineLength])
+            guard let status = Self.metaStatus(line) else { return nil }
+            var index = 2
+            func nextToken() -> Slice<UnsafeRawBufferPointer>? {
+                while index < line.count, line[index] == UInt8(ascii: " ") { index += 1 }
+                guard index < line.count else { return nil }
+                let start = index
+                while index < line.count, line[index] != UInt8(ascii: " ") { index += 1 }
+                return line[start..<index]
+            }
+            var size: Int?
+            if status == .value {
+                guard let sizeToken = nextToken(), let length = Self.integer(sizeToken), length >= 0 else {
+                    throw MemcachedClientError(.protocolError, message: "VA reply without a valid size")
+                }
+                guard length <= maximumValueLength else {
+                    throw MemcachedClientError(
+                        .valueTooLarge, message: "reply value of \(length) bytes exceeds the client limit of \(maximumValueLength)")
+                }
+                guard bytes.count >= consumed + length + 2 else { return (status, MemcachedResponseFlags(), -1) }
+                guard bytes[consumed + length] == UInt8(ascii: "\r"), bytes[consumed + length + 1] == UInt8(ascii: "\n") else {
+                    throw MemcachedClientError(.protocolError, message: "value not terminated by CRLF")
+                }
+                size = length
+            }
+            var flags = MemcachedResponseFlags()
+            while let token = nextToken() {
+                try Self.parseFlag(token, into: &flags)
+            }
+            return (status, flags, size)
         }
+        guard let (status, flags, size) = parsed else { return .notMeta }
         var value: ByteBuffer?
         var total = consumed
-        if status == .value {
-            guard let sizeToken = nextToken(), let size = Self.integer(sizeToken), size >= 0 else {
-                throw MemcachedClientError(.protocolError, message: "VA reply without a valid size")
-            }
-            guard size <= maximumValueLength else {
-                throw MemcachedClientError(.valueTooLarge, message: "reply value of \(size) bytes exceeds the client limit of \(maximumValueLength)")
-            }
-            guard buffer.readableBytes >= consumed + size + 2 else { return nil }
-            let dataStart = buffer.readerIndex + consumed
-            guard buffer.getInteger(at: dataStart + size, as: UInt8.self) == UInt8(ascii: "\r"),
-                  buffer.getInteger(at: dataStart + size + 1, as: UInt8.self) == UInt8(ascii: "\n")
-            else {
-                throw MemcachedClientError(.protocolError, message: "value not terminated by CRLF")
-            }
-            value = buffer.getSlice(at: dataStart, length: size)
+        if let size {
+            if size < 0 { return .needMore }
+            value = buffer.getSlice(at: buffer.readerIndex + consumed, length: size)
             total += size + 2
         }
-        var flags = MemcachedResponseFlags()
-        while let token = nextToken() {
-            try Self.parseFlag(token, into: &flags)
-        }
         buffer.moveReaderIndex(forwardBy: total)
-        return .meta(MemcachedMetaResponse(status: status, flags: flags, value: value))
+        return .decoded(.meta(MemcachedMetaResponse(status: status, flags: flags, value: value)))
     }
 
     private func decodeMeta(line: [UInt8], consumed: Int, buffer: inout ByteBuffer) throws -> MemcachedResponse? {
@@ -214,11 +231,11 @@ public struct MemcachedResponseDecoder: NIOSingleStepByteToMessageDecoder {
         return .meta(MemcachedMetaResponse(status: status, flags: flags, value: value))
     }
 
-    private static func parseFlag(_ token: ArraySlice<UInt8>, into flags: inout MemcachedResponseFlags) throws {
+    private static func parseFlag<Token: Collection<UInt8>>(_ token: Token, into flags: inout MemcachedResponseFlags) throws {
         guard let first = token.first else { return }
         let rest = token.dropFirst()
         func number<T: FixedWidthInteger>(_: T.Type) throws -> T {
-            guard let value = T(String(decoding: rest, as: UTF8.self)) else {
+            guard let value = Self.decimal(rest, as: T.self) else {
                 throw MemcachedClientError(.protocolError, message: "malformed '\(Character(Unicode.Scalar(first)))' flag in a reply")
             }
             return value
@@ -240,7 +257,33 @@ public struct MemcachedResponseDecoder: NIOSingleStepByteToMessageDecoder {
         }
     }
 
-    private static func integer(_ bytes: ArraySlice<UInt8>) -> Int? {
+    /// A decimal integer with an optional sign (`-1`, `+5`), `nil` when malformed or out of
+    /// range for `T`.
+    static func decimal<Digits: Collection<UInt8>, T: FixedWidthInteger>(_ digits: Digits, as _: T.Type) -> T? {
+        var index = digits.startIndex
+        guard index != digits.endIndex else { return nil }
+        var negative = false
+        if digits[index] == UInt8(ascii: "-") || digits[index] == UInt8(ascii: "+") {
+            negative = digits[index] == UInt8(ascii: "-")
+            if negative && !T.isSigned { return nil }
+            index = digits.index(after: index)
+            guard index != digits.endIndex else { return nil }
+        }
+        var value: T = 0
+        while index != digits.endIndex {
+            let digit = digits[index] &- UInt8(ascii: "0")
+            guard digit < 10 else { return nil }
+            let (shifted, overflowed) = value.multipliedReportingOverflow(by: 10)
+            let (next, carried) =
+                negative ? shifted.subtractingReportingOverflow(T(digit)) : shifted.addingReportingOverflow(T(digit))
+            guard !overflowed, !carried else { return nil }
+            value = next
+            index = digits.index(after: index)
+        }
+        return value
+    }
+
+    private static func integer<Digits: Collection<UInt8>>(_ bytes: Digits) -> Int? {
         guard !bytes.isEmpty, bytes.count <= 18, bytes.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
             return nil
         }

@@ -1,5 +1,6 @@
 import _MemcachedWire
 import Foundation
+import Logging
 import MemcachedSessionStorage
 import NIOCore
 import SessionStorage
@@ -111,6 +112,40 @@ struct MemcachedClientTests {
             let opened = try #require(Int(after["total_connections"] ?? "")) - (try #require(Int(before["total_connections"] ?? "")))
             #expect(opened <= 2, "\(opened) connections for 50 concurrent callers")
             #expect(Int(after["cmd_set"] ?? "") == (Int(before["cmd_set"] ?? "") ?? 0) + 2000)
+        }
+    }
+
+    @Test func idleConnectionsGoBackToThePoolAndClose() async throws {
+        let server = try OwnMemcached()
+        defer { server.kill() }
+        var configuration = MemcachedClient.Configuration(server: server.address)
+        configuration.pool.size = 2
+        configuration.pool.keepaliveTimeout = .milliseconds(200)
+        try await withClient(configuration) { client in
+            let before = try await client.stats()
+            let baseline = try #require(Int(before["curr_connections"] ?? ""))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<40 {
+                    group.addTask { try await client.set("k\(index)", value: ByteBuffer(string: "v"), expiration: .seconds(60)) }
+                }
+                try await group.waitForAll()
+            }
+            // kept connections unused for a sweep go back to the pool, whose idle timeout
+            // closes them; the server then counts fewer connections (polled, up to 10 s)
+            let statsConnection = try await MemcachedConnection.connect(to: server.address, logger: Logger(label: "test"))
+            defer { statsConnection.close() }
+            let deadline = ContinuousClock.now + .seconds(10)
+            var current = Int.max
+            while ContinuousClock.now < deadline {
+                current = try #require(Int(try await statsConnection.stats()["curr_connections"] ?? ""))
+                // only the stats connection is left (baseline counted the client's own one)
+                if current <= baseline { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(current <= baseline)
+            // and the client still works: it leases a new connection
+            try await client.set("after", value: ByteBuffer(string: "v"), expiration: .seconds(60))
+            #expect(try await client.get("after")?.string == "v")
         }
     }
 

@@ -10,7 +10,6 @@ struct MemcachedConnectionTests {
     func makeConnection(readTimeout: Duration? = nil) async throws -> (MemcachedConnection, NIOAsyncTestingChannel) {
         let channel = NIOAsyncTestingChannel()
         try await channel.testingEventLoop.executeInContext {
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MemcachedResponseDecoder()))
             try channel.pipeline.syncOperations.addHandler(
                 MemcachedChannelHandler(readTimeout: readTimeout, sendTimeout: nil, logger: Logger(label: "test")))
         }
@@ -79,6 +78,57 @@ struct MemcachedConnectionTests {
         try await channel.writeInbound(ByteBuffer(string: "EN O99\r\n"))
         let error = await #expect(throws: MemcachedClientError.self) { _ = try await pending.value }
         #expect(error?.code == .protocolError)
+        #expect(!channel.isActive)
+    }
+
+    @Test func repliesSplitAnywhereAreDecodedInOrder() async throws {
+        let (connection, channel) = try await makeConnection()
+        let first = Task { try await connection.get("a") }
+        _ = try await nextWrite(channel)
+        let second = Task { try await connection.delete("b") }
+        _ = try await nextWrite(channel)
+        let third = Task { try await connection.get("c") }
+        _ = try await nextWrite(channel)
+        // every reply split byte by byte, as TLS records or small reads may cut them
+        for byte in "VA 3 O1 c5 t-1 f0\r\nabc\r\nHD O2\r\nVA 0 O3 c6 t9 f0\r\n\r\n".utf8 {
+            try await channel.writeInbound(ByteBuffer(bytes: [byte]))
+        }
+        #expect(try await first.value?.string == "abc")
+        #expect(try await second.value == true)
+        let empty = try #require(try await third.value)
+        #expect(empty.value.readableBytes == 0)
+        #expect(empty.ttl == 9)
+        try await channel.close()
+    }
+
+    @Test func closingFailsEveryRequestInFlight() async throws {
+        let (connection, channel) = try await makeConnection()
+        var pending: [Task<MemcachedItem?, any Error>] = []
+        for index in 0..<5 {
+            pending.append(Task { try await connection.get("k\(index)") })
+            _ = try await nextWrite(channel)
+        }
+        // the first is answered, then the server goes away with four in flight
+        try await channel.writeInbound(ByteBuffer(string: "EN O1\r\n"))
+        #expect(try await pending[0].value == nil)
+        try await channel.close()
+        for task in pending.dropFirst() {
+            let error = await #expect(throws: MemcachedClientError.self) { _ = try await task.value }
+            #expect(error?.code == .connectionClosed)
+        }
+    }
+
+    @Test func aMalformedReplyFailsEveryRequestInFlight() async throws {
+        let (connection, channel) = try await makeConnection()
+        let first = Task { try await connection.get("a") }
+        _ = try await nextWrite(channel)
+        let second = Task { try await connection.get("b") }
+        _ = try await nextWrite(channel)
+        try await channel.writeInbound(ByteBuffer(string: "VA x O1\r\n"))
+        for task in [first, second] {
+            let error = await #expect(throws: MemcachedClientError.self) { _ = try await task.value }
+            #expect(error?.code == .protocolError)
+        }
         #expect(!channel.isActive)
     }
 }
