@@ -6,17 +6,6 @@ import Testing
 
 @Suite("Ed25519 (client_ed25519)")
 struct Ed25519Tests {
-    static func bytes(_ hex: String) -> [UInt8] {
-        var out: [UInt8] = []
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let next = hex.index(index, offsetBy: 2)
-            out.append(UInt8(hex[index..<next], radix: 16)!)
-            index = next
-        }
-        return out
-    }
-
     static func random(_ count: Int) -> [UInt8] {
         (0..<count).map { _ in UInt8.random(in: .min ... .max) }
     }
@@ -50,9 +39,9 @@ struct Ed25519Tests {
     ]
 
     @Test(arguments: vectors) func rfc8032Vector(_ vector: Vector) {
-        let seed = Self.bytes(vector.seed)
+        let seed = [UInt8](hex: vector.seed)
         #expect(Ed25519.publicKey(secret: seed).hex == vector.publicKey)
-        #expect(Ed25519.sign(message: Self.bytes(vector.message), secret: seed).hex == vector.signature)
+        #expect(Ed25519.sign(message: [UInt8](hex: vector.message), secret: seed).hex == vector.signature)
     }
 
     @Test func constants() {

@@ -2,7 +2,8 @@ import NIOCore
 
 @testable import _MySQLWire
 
-extension ByteBuffer {
+extension [UInt8] {
+    /// The bytes of a string of hex digit pairs.
     init(hex: String) {
         var bytes: [UInt8] = []
         var index = hex.startIndex
@@ -11,7 +12,13 @@ extension ByteBuffer {
             bytes.append(UInt8(hex[index..<next], radix: 16)!)
             index = next
         }
-        self.init(bytes: bytes)
+        self = bytes
+    }
+}
+
+extension ByteBuffer {
+    init(hex: String) {
+        self.init(bytes: [UInt8](hex: hex))
     }
 
     var hex: String { readableBytesView.map { String(format: "%02x", $0) }.joined() }

@@ -20,8 +20,8 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 
@@ -73,9 +73,25 @@ def text(driver, element_id):
     return elements[0].text if elements else None
 
 
+def is_stale(element):
+    """Whether `element` no longer belongs to the page. Besides StaleElementReferenceException,
+    chromedriver reports an element whose page is being replaced as an "unknown error: ... Node
+    with given id does not belong to the document" (a plain WebDriverException): that also
+    means stale."""
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error) or "No node with given id" in str(error):
+            return True
+        raise
+
+
 def wait_for_new_page(driver, old_root):
     """Waits until the page that `old_root` belonged to is replaced and the new one loaded."""
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old_root))
+    WebDriverWait(driver, 20).until(lambda d: is_stale(old_root))
     WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
