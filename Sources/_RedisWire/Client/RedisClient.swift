@@ -48,6 +48,9 @@ public final class RedisClient: Sendable, Service {
         var sentinelTLSContext: NIOSSLContext?
         /// The open connections to a Sentinel-named master, by pool id, closed when it is demoted.
         var connections: [Int: RedisConnection] = [:]
+        /// Bumped by every `+switch-master`: a connection whose master was resolved before a
+        /// switch it missed is not kept.
+        var switchGeneration = 0
     }
 
     /// How many `+switch-master` events of the configured group the client has handled
@@ -247,7 +250,8 @@ public final class RedisClient: Sendable, Service {
     /// requests not yet written fail with `requestWasNotSent` and run again elsewhere.
     private func masterSwitched(_ change: RedisMasterSwitch) async {
         let stale = state.withLockedValue { state in
-            state.connections.values.filter { $0.address != change.newMaster }
+            state.switchGeneration += 1
+            return state.connections.values.filter { $0.address != change.newMaster }
         }
         logger.info(
             "sentinel switched the master",
@@ -286,6 +290,7 @@ public final class RedisClient: Sendable, Service {
             )
         case .sentinel(let sentinel):
             let sentinelTLS = try sentinelTLSContext(sentinel, state: state)
+            let generation = state.withLockedValue { $0.switchGeneration }
             let master = try await RedisSentinelResolver.masterAddress(
                 sentinel, connection: configuration, eventLoop: eventLoop, tlsContext: sentinelTLS, logger: logger
             )
@@ -300,8 +305,16 @@ public final class RedisClient: Sendable, Service {
                     throw RedisClientError(.sentinel, message: "the node Sentinel named as master is not a master (failover in progress)")
                 }
                 // Registered for a `+switch-master`; unregistered once closed (at once if it
-                // closed already).
-                state.withLockedValue { $0.connections[id] = connection }
+                // closed already). A switch seen while this one was being made may have
+                // demoted the node it found: not kept, the pool makes another.
+                let current = state.withLockedValue { state -> Bool in
+                    guard state.switchGeneration == generation else { return false }
+                    state.connections[id] = connection
+                    return true
+                }
+                guard current else {
+                    throw RedisClientError(.sentinel, message: "the master changed while connecting (failover)")
+                }
                 connection.onClose { _ in state.withLockedValue { $0.connections[id] = nil } }
                 return connection
             } catch {
