@@ -188,9 +188,11 @@ struct RedisFailureTests {
         try await waitForHealthyReplica(sentinel, master: master)
     }
 
-    /// Waits (up to 20 s) until the sentinel sees a replica of `master` with a working link.
+    /// Waits (up to 45 s) until the sentinel sees a replica of `master` with a working link: after a
+    /// failover, Sentinel converts the old master only once it has reported itself master for a
+    /// while, and polls replicas every 10 s.
     func waitForHealthyReplica(_ sentinel: RedisConnection, master: String) async throws {
-        let deadline = ContinuousClock.now + .seconds(20)
+        let deadline = ContinuousClock.now + .seconds(45)
         while ContinuousClock.now < deadline {
             let replicas = try await sentinel.send(RedisCommand("SENTINEL", ["REPLICAS", .init(master)])).array ?? []
             let healthy = replicas.contains { replica in
@@ -207,6 +209,6 @@ struct RedisFailureTests {
             if healthy { return }
             try await Task.sleep(for: .milliseconds(200))
         }
-        Issue.record("no healthy replica of \(master) within 20 s")
+        Issue.record("no healthy replica of \(master) within 45 s")
     }
 }
