@@ -108,7 +108,10 @@ enum RedisSentinelWatcher {
         )
         subscriber.onClose { _ in continuation.finish() }
         do {
-            try await subscribed(subscriber, address: address, messages: messages, masterName: sentinel.masterName, logger: logger, onSwitch: onSwitch)
+            try await subscribed(
+                subscriber, address: address, messages: messages, masterName: sentinel.masterName,
+                logger: logger, onSwitch: onSwitch
+            )
         } catch {
             await subscriber.closeAndWait()
             throw error
@@ -116,6 +119,8 @@ enum RedisSentinelWatcher {
         await subscriber.closeAndWait()
     }
 
+    /// Subscribes to ``channel`` on `subscriber` and hands each switch of `masterName` to
+    /// `onSwitch` until the connection closes; cancellation closes it.
     private static func subscribed(
         _ subscriber: RedisConnection,
         address: RedisAddress,
