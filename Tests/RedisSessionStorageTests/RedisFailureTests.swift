@@ -28,8 +28,10 @@ func runLoad(_ store: RedisSessionStore, tasks: Int, counts: LoadCounts) async {
                     let key = sessionKey()
                     do {
                         try await store.set(name: "session", key: key, value: "v", ttl: 60, currentTime: now)
-                        guard try await store.get(name: "session", key: key, currentTime: now) == "v" else {
-                            counts.failure("wrongValue")
+                        let read = try await store.get(name: "session", key: key, currentTime: now)
+                        guard read == "v" else {
+                            // nil: the write is gone (a failover may lose it); else a wrong reply.
+                            counts.failure(read == nil ? "lostWrite" : "wrongValue")
                             continue
                         }
                         counts.success()
@@ -133,11 +135,80 @@ struct RedisFailureTests {
                 counts.stop()
                 try await group.waitForAll()
                 #expect(counts.ok > okAtSwitch + 30, "operations did not resume: \(counts.failed)")
+                // Not checked: "lostWrite". Replication is asynchronous and Sentinel does not pause
+                // the old master: writes it accepted after the promotion are lost, and since the
+                // client moves to the new master on `+switch-master`, a read right after may miss them.
                 #expect(counts.failed["untyped"] == nil && counts.failed["wrongValue"] == nil, "\(counts.failed)")
             }
             // Writes go to the new master.
             let role = try await store.client.send(.role())
             #expect(role.array?.first?.string == "master")
         }
+    }
+    @Test func sentinelSwitchMasterClosesConnectionsToTheOldMaster() async throws {
+        let nodes = try env("REDIS_SENTINEL_NODES").split(separator: ",").map { node -> RedisSessionStore.Configuration.Sentinel.Node in
+            let parts = node.split(separator: ":")
+            return .init(host: String(parts[0]), port: Int(parts[1])!)
+        }
+        let master = try env("REDIS_SENTINEL_MASTER")
+        var configuration = RedisSessionStore.Configuration(prefix: uniquePrefix("switch"))
+        configuration.sentinel = .init(nodes: nodes, masterName: master)
+        configuration.connectTimeout = .seconds(2)
+        configuration.readTimeout = .seconds(2)
+        let sentinel = try await RedisConnection.connect(configuration: .init(address: .tcp(host: nodes[0].host, port: nodes[0].port)))
+        defer { sentinel.close() }
+        // A previous failover may have left the demoted node still syncing: wait until the
+        // sentinels see a healthy replica to promote.
+        try await waitForHealthyReplica(sentinel, master: master)
+        let before = try await sentinel.send(.sentinelGetMasterAddress(name: master)).array?.compactMap(\.int)
+        try await withStore(configuration) { store in
+            // Pooled connections to the current master.
+            let key = sessionKey()
+            try await store.set(name: "session", key: key, value: "before", ttl: 60, currentTime: now)
+            #expect(try await store.get(name: "session", key: key, currentTime: now) == "before")
+            // The watcher subscribes in the background; give it a moment before the failover.
+            let deadline = ContinuousClock.now + .seconds(15)
+            let switchesBefore = store.client.observedMasterSwitches
+            try await Task.sleep(for: .milliseconds(500))
+            try await sentinel.send(RedisCommand("SENTINEL", ["FAILOVER", .init(master)]))
+            var after = before
+            while (after == before || store.client.observedMasterSwitches == switchesBefore), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                after = try await sentinel.send(.sentinelGetMasterAddress(name: master)).array?.compactMap(\.int)
+            }
+            try #require(after != before, "the failover did not happen")
+            try #require(store.client.observedMasterSwitches > switchesBefore, "the client did not see +switch-master")
+            // The first write after the switch goes to the new master: no READONLY, no error.
+            try await store.set(name: "session", key: key, value: "after", ttl: 60, currentTime: now)
+            #expect(try await store.get(name: "session", key: key, currentTime: now) == "after")
+            let role = try await store.client.send(.role())
+            #expect(role.array?.first?.string == "master")
+        }
+        // Leave a topology the next failover can use.
+        try await waitForHealthyReplica(sentinel, master: master)
+    }
+
+    /// Waits (up to 45 s) until the sentinel sees a replica of `master` with a working link: after a
+    /// failover, Sentinel converts the old master only once it has reported itself master for a
+    /// while, and polls replicas every 10 s.
+    func waitForHealthyReplica(_ sentinel: RedisConnection, master: String) async throws {
+        let deadline = ContinuousClock.now + .seconds(45)
+        while ContinuousClock.now < deadline {
+            let replicas = try await sentinel.send(RedisCommand("SENTINEL", ["REPLICAS", .init(master)])).array ?? []
+            let healthy = replicas.contains { replica in
+                var fields: [String: String] = [:]
+                if case .map(let entries) = replica {
+                    for entry in entries { if let k = entry.key.string, let v = entry.value.string { fields[k] = v } }
+                } else if let flat = replica.array {
+                    for i in stride(from: 0, to: flat.count - 1, by: 2) {
+                        if let k = flat[i].string, let v = flat[i + 1].string { fields[k] = v }
+                    }
+                }
+                return fields["flags"] == "slave" && fields["master-link-status"] == "ok"
+            }
+            if healthy { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        Issue.record("no healthy replica of \(master) within 45 s")
     }
 }

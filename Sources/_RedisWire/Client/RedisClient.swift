@@ -17,8 +17,11 @@ import _PoolLease
 /// once, so concurrent callers pipeline over few connections.
 ///
 /// With ``Configuration/Endpoint-swift.enum/sentinel(_:)`` every new connection asks the
-/// sentinels for the master's address and checks `ROLE`; a `READONLY` reply (the node was
-/// demoted) closes that connection, so the next one finds the new master.
+/// sentinels for the master's address and checks `ROLE`. The client follows a failover: while
+/// ``run()`` runs, it subscribes to `+switch-master` on a sentinel and, when the master
+/// changes, closes its connections to the old one, so the pool makes new ones to the new
+/// master; a lost connection or a `READONLY` reply (the node was demoted) also closes that
+/// connection, so the next one finds the new master.
 public final class RedisClient: Sendable, Service {
     typealias Pool = ConnectionPool<
         RedisConnection, Int, ConnectionIDGenerator, PoolLeaseRequest<RedisConnection>, Int,
@@ -36,12 +39,23 @@ public final class RedisClient: Sendable, Service {
     /// The callers waiting for the pool to hand out a connection.
     private let waiters: PoolLeaseWaiters<RedisConnection>
     private let multiplexer: RedisMultiplexer
+    /// The master switches (`+switch-master` of our group) handled so far.
+    private let masterSwitches = Atomic<Int>(0)
 
     private struct State {
         var lastConnectError: RedisClientError?
         var tlsContext: NIOSSLContext?
         var sentinelTLSContext: NIOSSLContext?
+        /// The open connections to a Sentinel-named master, by pool id, closed when it is demoted.
+        var connections: [Int: RedisConnection] = [:]
+        /// Bumped by every `+switch-master`: a connection whose master was resolved before a
+        /// switch it missed is not kept.
+        var switchGeneration = 0
     }
+
+    /// How many `+switch-master` events of the configured group the client has handled
+    /// (its connections to the old master were closed by then); for tests.
+    package var observedMasterSwitches: Int { masterSwitches.load(ordering: .acquiring) }
 
     /// Creates a client. Nothing connects until ``run()`` runs and a request comes.
     public init(
@@ -104,9 +118,18 @@ public final class RedisClient: Sendable, Service {
     }
 
     /// Runs the pool until cancelled or until a graceful shutdown; then closes every connection.
+    ///
+    /// With a Sentinel endpoint, it also watches the sentinels' `+switch-master` events
+    /// meanwhile; the watch ends with the pool.
     public func run() async throws {
         await withTaskCancellationOrGracefulShutdownHandler {
-            await self.pool.run()
+            await withDiscardingTaskGroup { group in
+                if case .sentinel(let sentinel) = self.configuration.endpoint {
+                    group.addTask { await self.watchSentinels(sentinel) }
+                }
+                await self.pool.run()
+                group.cancelAll()
+            }
         } onCancelOrGracefulShutdown: {
             self.pool.triggerForceShutdown()
         }
@@ -208,6 +231,44 @@ public final class RedisClient: Sendable, Service {
         return CancellationError()
     }
 
+    // MARK: Sentinel
+
+    private func watchSentinels(_ sentinel: RedisSentinelConfiguration) async {
+        let state = self.state
+        await RedisSentinelWatcher.watch(
+            sentinel,
+            connection: configuration.connection,
+            eventLoopGroup: eventLoopGroup,
+            tlsContext: { try Self.sentinelTLSContext(sentinel, state: state) },
+            logger: logger,
+            onSwitch: { await self.masterSwitched($0) }
+        )
+    }
+
+    /// Closes every connection not to the new master: the pool replaces them with connections
+    /// that ask the sentinels again. Requests in flight on them fail with `connectionClosed`;
+    /// requests not yet written fail with `requestWasNotSent` and run again elsewhere.
+    private func masterSwitched(_ change: RedisMasterSwitch) async {
+        let stale = state.withLockedValue { state in
+            state.switchGeneration += 1
+            return state.connections.values.filter { $0.address != change.newMaster }
+        }
+        logger.info(
+            "sentinel switched the master",
+            metadata: ["old": "\(change.oldMaster)", "new": "\(change.newMaster)", "closing": "\(stale.count)"]
+        )
+        for connection in stale { multiplexer.retire(connection) }
+        for connection in stale { await connection.closeAndWait() }
+        masterSwitches.add(1, ordering: .releasing)
+    }
+
+    private static func sentinelTLSContext(_ sentinel: RedisSentinelConfiguration, state: NIOLockedValueBox<State>) throws -> NIOSSLContext? {
+        try state.withLockedValue { state -> NIOSSLContext? in
+            if state.sentinelTLSContext == nil { state.sentinelTLSContext = try sentinel.tls.makeContext() }
+            return state.sentinelTLSContext
+        }
+    }
+
     // MARK: connections
 
     private static func makeConnection(
@@ -228,10 +289,8 @@ public final class RedisClient: Sendable, Service {
                 configuration: configuration, id: id, eventLoop: eventLoop, tlsContext: tlsContext, logger: logger
             )
         case .sentinel(let sentinel):
-            let sentinelTLS = try state.withLockedValue { state -> NIOSSLContext? in
-                if state.sentinelTLSContext == nil { state.sentinelTLSContext = try sentinel.tls.makeContext() }
-                return state.sentinelTLSContext
-            }
+            let sentinelTLS = try sentinelTLSContext(sentinel, state: state)
+            let generation = state.withLockedValue { $0.switchGeneration }
             let master = try await RedisSentinelResolver.masterAddress(
                 sentinel, connection: configuration, eventLoop: eventLoop, tlsContext: sentinelTLS, logger: logger
             )
@@ -245,6 +304,18 @@ public final class RedisClient: Sendable, Service {
                 guard role.array?.first?.string == "master" else {
                     throw RedisClientError(.sentinel, message: "the node Sentinel named as master is not a master (failover in progress)")
                 }
+                // Registered for a `+switch-master`; unregistered once closed (at once if it
+                // closed already). A switch seen while this one was being made may have
+                // demoted the node it found: not kept, the pool makes another.
+                let current = state.withLockedValue { state -> Bool in
+                    guard state.switchGeneration == generation else { return false }
+                    state.connections[id] = connection
+                    return true
+                }
+                guard current else {
+                    throw RedisClientError(.sentinel, message: "the master changed while connecting (failover)")
+                }
+                connection.onClose { _ in state.withLockedValue { $0.connections[id] = nil } }
                 return connection
             } catch {
                 await connection.closeAndWait()

@@ -55,6 +55,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private var connectTimer: Scheduled<Void>?
     private var handshakeResolved = false
     private var context: ChannelHandlerContext?
+    /// Gets the out-of-band values of a subscriber connection (see ``RedisConnectionStateMachine/Handshake/subscriber``).
+    private let onPush: (@Sendable (RESPValue) -> Void)?
 
     init(
         handshake: RedisConnectionStateMachine<RedisReply>.Handshake,
@@ -63,8 +65,10 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         connectDeadline: NIODeadline,
         decoderLimits: RESPDecoder.Limits,
         handshakePromise: EventLoopPromise<Int>,
-        logger: Logger
+        logger: Logger,
+        onPush: (@Sendable (RESPValue) -> Void)? = nil
     ) {
+        self.onPush = onPush
         self.machine = RedisConnectionStateMachine(handshake: handshake, sendTimeout: sendTimeout, readTimeout: readTimeout)
         self.decoder = NIOSingleStepByteToMessageProcessor(RESPDecoder(limits: decoderLimits), maximumBufferSize: nil)
         self.handshakePromise = handshakePromise
@@ -224,6 +228,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             for reply in replies { reply.resume(throwing: error) }
         case .close:
             context.close(promise: nil)
+        case .push(let value):
+            onPush?(value)
         }
         updateTimer(context: context)
     }

@@ -61,6 +61,22 @@ public final class RedisConnection: PooledConnection, Sendable {
         tlsContext: NIOSSLContext? = nil,
         logger: Logger = Logger(label: "redis", factory: { _ in SwiftLogNoOpLogHandler() })
     ) async throws -> RedisConnection {
+        try await connect(
+            configuration: configuration, id: id, eventLoop: eventLoop, tlsContext: tlsContext, logger: logger, onPush: nil
+        )
+    }
+
+    /// Connects like ``connect(configuration:id:eventLoop:tlsContext:logger:)``; with `onPush`,
+    /// the connection is a subscriber: every value that is not the reply to a request (a
+    /// pub/sub message, RESP3 push or RESP2 array) goes to `onPush`, on the event loop.
+    static func connect(
+        configuration: Configuration,
+        id: Int = 0,
+        eventLoop: any EventLoop,
+        tlsContext: NIOSSLContext?,
+        logger: Logger,
+        onPush: (@Sendable (RESPValue) -> Void)?
+    ) async throws -> RedisConnection {
         var logger = logger
         logger[metadataKey: RedisLoggingKeys.connectionID] = "\(id)"
         logger[metadataKey: RedisLoggingKeys.address] = "\(configuration.address)"
@@ -78,7 +94,8 @@ public final class RedisConnection: PooledConnection, Sendable {
             password: configuration.password,
             database: configuration.database,
             clientName: configuration.clientName,
-            tls: tlsContext != nil
+            tls: tlsContext != nil,
+            subscriber: onPush != nil
         )
         let connectTimeout = TimeAmount(configuration.connectTimeout)
         let connectDeadline = NIODeadline.now() + connectTimeout
@@ -105,7 +122,8 @@ public final class RedisConnection: PooledConnection, Sendable {
                         connectDeadline: connectDeadline,
                         decoderLimits: limits,
                         handshakePromise: handshakePromise,
-                        logger: handlerLogger
+                        logger: handlerLogger,
+                        onPush: onPush
                     )
                     handlerBox.value = handler
                     try sync.addHandler(handler)

@@ -20,6 +20,11 @@ struct RedisConnectionStateMachine<Reply> {
         var database: Int
         var clientName: String?
         var tls: Bool
+        /// A connection that only subscribes (the Sentinel watcher): once ready, every value
+        /// that is not the reply to a request is handed out as ``Action/push(_:)`` instead of
+        /// being dropped (RESP3 pushes) or failing the connection (RESP2 `message` arrays,
+        /// which look like replies and are told apart only by arriving with nothing in flight).
+        var subscriber = false
     }
 
     /// One request waiting for its replies.
@@ -67,6 +72,9 @@ struct RedisConnectionStateMachine<Reply> {
         case fail(RedisClientError, [Reply])
         /// Close the channel.
         case close
+        /// An out-of-band value arrived on a ``Handshake/subscriber`` connection (a pub/sub
+        /// message): hand it to the connection's push handler.
+        case push(RESPValue)
     }
 
     private(set) var state: State = .initialized
@@ -163,13 +171,21 @@ struct RedisConnectionStateMachine<Reply> {
 
     /// A value arrived.
     mutating func received(_ value: RESPValue, now: NIODeadline) -> Action {
-        if case .push = value {
-            // Out-of-band (RESP3 pub/sub, client tracking): never the reply to a request.
-            return .none
+        var value = value
+        if case .push(let elements) = value {
+            // Out-of-band (RESP3 pub/sub, client tracking): never the reply to a request,
+            // except the confirmation of a subscription, which RESP3 also sends as a push.
+            guard handshake.subscriber, case .ready = state else { return .none }
+            guard !inFlight.isEmpty, Self.isSubscriptionConfirmation(elements) else { return .push(value) }
+            value = .array(elements)
         }
         switch state {
         case .ready:
             guard !inFlight.isEmpty else {
+                if handshake.subscriber {
+                    // RESP2 pub/sub: a `message` array with no request waiting.
+                    return .push(value)
+                }
                 state = .closing
                 return .failAndClose(
                     RedisClientError(.protocolError, message: "the server sent a reply no request was waiting for"),
@@ -311,6 +327,14 @@ struct RedisConnectionStateMachine<Reply> {
     }
 
     // MARK: helpers
+
+    /// Whether a push is the reply to `SUBSCRIBE`/`PSUBSCRIBE`/`UNSUBSCRIBE`/`PUNSUBSCRIBE`.
+    static func isSubscriptionConfirmation(_ elements: [RESPValue]) -> Bool {
+        switch elements.first?.string?.lowercased() {
+        case "subscribe", "psubscribe", "unsubscribe", "punsubscribe", "ssubscribe", "sunsubscribe": return true
+        default: return false
+        }
+    }
 
     private enum HandshakeStep {
         case hello
