@@ -113,3 +113,23 @@ extension RedisSentinelConfiguration: CustomStringConvertible {
         "RedisSentinelConfiguration(sentinels: \(sentinels), masterName: \(masterName), password: \(password == nil ? "none" : "set"))"
     }
 }
+
+extension RedisSentinelConfiguration {
+    /// The connection to one sentinel: the sentinel's credentials and TLS, database 0, and
+    /// the timeouts of the data connections.
+    func connectionConfiguration(
+        to address: RedisAddress,
+        timeoutsOf connection: RedisConnection.Configuration
+    ) -> RedisConnection.Configuration {
+        RedisConnection.Configuration(
+            address: address,
+            username: username,
+            password: password,
+            database: 0,
+            tls: tls,
+            connectTimeout: connection.connectTimeout,
+            sendTimeout: connection.sendTimeout,
+            readTimeout: connection.readTimeout
+        )
+    }
+}

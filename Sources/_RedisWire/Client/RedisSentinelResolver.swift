@@ -17,16 +17,7 @@ enum RedisSentinelResolver {
     ) async throws -> RedisAddress {
         var lastError: (any Error)?
         for address in sentinel.sentinels {
-            let configuration = RedisConnection.Configuration(
-                address: address,
-                username: sentinel.username,
-                password: sentinel.password,
-                database: 0,
-                tls: sentinel.tls,
-                connectTimeout: connection.connectTimeout,
-                sendTimeout: connection.sendTimeout,
-                readTimeout: connection.readTimeout
-            )
+            let configuration = sentinel.connectionConfiguration(to: address, timeoutsOf: connection)
             do {
                 let connection = try await RedisConnection.connect(
                     configuration: configuration, eventLoop: eventLoop, tlsContext: tlsContext, logger: logger

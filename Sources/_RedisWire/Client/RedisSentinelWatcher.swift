@@ -91,16 +91,7 @@ enum RedisSentinelWatcher {
         logger: Logger,
         onSwitch: @Sendable (RedisMasterSwitch) async -> Void
     ) async throws {
-        let configuration = RedisConnection.Configuration(
-            address: address,
-            username: sentinel.username,
-            password: sentinel.password,
-            database: 0,
-            tls: sentinel.tls,
-            connectTimeout: connection.connectTimeout,
-            sendTimeout: connection.sendTimeout,
-            readTimeout: connection.readTimeout
-        )
+        let configuration = sentinel.connectionConfiguration(to: address, timeoutsOf: connection)
         let (messages, continuation) = AsyncStream.makeStream(of: RESPValue.self, bufferingPolicy: .bufferingNewest(64))
         let subscriber = try await RedisConnection.connect(
             configuration: configuration, eventLoop: eventLoop, tlsContext: tlsContext, logger: logger,
