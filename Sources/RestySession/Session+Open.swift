@@ -1,4 +1,3 @@
-import Crypto
 import Logging
 import SessionStorage
 
@@ -141,18 +140,14 @@ extension Session {
         }
 
         // Decrypt, inflate, decode.
-        let (aesKey, nonce) = SessionCrypto.encryptionKey(
+        let decrypted = SessionCrypto.withEncryptionKey(
             key,
             sid: header.sid,
             iterations: remember ? settings.rememberIterations : nil
-        )
-        var plaintext: [UInt8]
-        do {
-            let box = try AES.GCM.SealedBox(nonce: nonce, ciphertext: ciphertext, tag: header.tag)
-            plaintext = Array(try AES.GCM.open(box, using: aesKey, authenticating: header.additionalData))
-        } catch {
-            return .decryptionFailed
+        ) { aesKey, nonce in
+            AES256GCM.open(ciphertext, tag: header.tag, key: aesKey, nonce: nonce, additionalData: header.additionalData)
         }
+        guard var plaintext = decrypted else { return .decryptionFailed }
         if header.flags.contains(.deflate) {
             do {
                 plaintext = try RawInflate.inflate(plaintext, limit: Self.maximumInflatedSize)

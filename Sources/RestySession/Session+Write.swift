@@ -1,4 +1,3 @@
-import Crypto
 import Logging
 import SessionStorage
 
@@ -69,14 +68,13 @@ extension Session {
             dataSize: dataSize
         )
         let key = settings.key
-        let (aesKey, nonce) = SessionCrypto.encryptionKey(key, sid: sid, iterations: remember ? settings.rememberIterations : nil)
-        let sealed: AES.GCM.SealedBox
-        do {
-            sealed = try AES.GCM.seal(plaintext, using: aesKey, nonce: nonce, authenticating: header.additionalData)
-        } catch {
-            throw SessionError(.invalidState, message: "unable to encrypt the session data", underlying: error)
+        let sealed = SessionCrypto.withEncryptionKey(key, sid: sid, iterations: remember ? settings.rememberIterations : nil) { aesKey, nonce in
+            AES256GCM.seal(plaintext, key: aesKey, nonce: nonce, additionalData: header.additionalData)
         }
-        header.tag = Array(sealed.tag)
+        guard let sealed else {
+            throw SessionError(.invalidState, message: "unable to encrypt the session data")
+        }
+        header.tag = sealed.tag
         header.mac = SessionCrypto.mac(key, sid: sid, message: macMessage(header))
         let headerText = header.encoded
         let payload = Base64URL.encode(sealed.ciphertext)

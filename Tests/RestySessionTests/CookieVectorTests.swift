@@ -105,9 +105,11 @@ struct CookieVectorTests {
                 #expect(SessionCrypto.sha256(vector.options.secret.utf8).hex == decode.ikm_hex)
                 let sid = [UInt8](hex: decode.fields.sid_hex)
                 #expect(key.expand(usage: "authentication", nonce: sid, count: 32).hex == decode.mac_key_hex)
-                let (aesKey, nonce) = SessionCrypto.encryptionKey(key, sid: sid, iterations: name == "remember" ? 10_000 : nil)
-                #expect(aesKey.withUnsafeBytes { Array($0) }.hex == decode.aes_key_hex)
-                #expect(nonce.withUnsafeBytes { Array($0) }.hex == decode.aes_iv_hex)
+                let (aesKey, nonce) = SessionCrypto.withEncryptionKey(key, sid: sid, iterations: name == "remember" ? 10_000 : nil) {
+                    (Array($0), Array($1))
+                }
+                #expect(aesKey.hex == decode.aes_key_hex)
+                #expect(nonce.hex == decode.aes_iv_hex)
             }
         }
     }

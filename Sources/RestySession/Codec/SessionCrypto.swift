@@ -1,4 +1,3 @@
-import Crypto
 
 /// HMAC-SHA256 (RFC 2104) with the key's padded blocks hashed once: each MAC copies the two
 /// prepared SHA-256 states and hashes only the message, straight from the caller's buffers
@@ -7,27 +6,27 @@ struct HMACSHA256: Sendable {
     static let blockSize = 64
     static let outputSize = 32
 
-    private let inner: SHA256
-    private let outer: SHA256
+    private let inner: SHA256State
+    private let outer: SHA256State
 
     init(key: UnsafeRawBufferPointer) {
         var block = (
             UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0)
         )
-        var inner = SHA256()
-        var outer = SHA256()
+        var inner = SHA256State()
+        var outer = SHA256State()
         withUnsafeMutableBytes(of: &block) { pad in
             if key.count > Self.blockSize {
-                var hasher = SHA256()
-                hasher.update(bufferPointer: key)
-                hasher.finalize().withUnsafeBytes { pad.copyMemory(from: $0) }
+                var hasher = SHA256State()
+                hasher.update(key)
+                hasher.finalize(into: pad.baseAddress!)
             } else if key.count > 0 {
                 pad.copyMemory(from: key)
             }
             for index in 0..<Self.blockSize { pad[index] ^= 0x36 }
-            inner.update(bufferPointer: UnsafeRawBufferPointer(pad))
+            inner.update(UnsafeRawBufferPointer(pad))
             for index in 0..<Self.blockSize { pad[index] ^= 0x36 ^ 0x5C }
-            outer.update(bufferPointer: UnsafeRawBufferPointer(pad))
+            outer.update(UnsafeRawBufferPointer(pad))
             pad.initializeMemory(as: UInt8.self, repeating: 0)
         }
         self.inner = inner
@@ -38,15 +37,18 @@ struct HMACSHA256: Sendable {
         self = key.withUnsafeBytes { HMACSHA256(key: $0) }
     }
 
-    /// HMAC(key, parts joined) written to `output` (32 bytes).
+    /// HMAC(key, parts joined) written to `output` (at most 32 bytes: a prefix of the MAC).
     func authenticate(_ parts: UnsafeRawBufferPointer..., into output: UnsafeMutableRawBufferPointer) {
-        var hasher = inner
-        for part in parts { hasher.update(bufferPointer: part) }
-        let innerDigest = hasher.finalize()
-        var outerHasher = outer
-        innerDigest.withUnsafeBytes { outerHasher.update(bufferPointer: $0) }
-        outerHasher.finalize().withUnsafeBytes { digest in
+        var block = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &block) { digest in
+            var hasher = inner
+            for part in parts { hasher.update(part) }
+            hasher.finalize(into: digest.baseAddress!)
+            var outerHasher = outer
+            outerHasher.update(UnsafeRawBufferPointer(digest))
+            outerHasher.finalize(into: digest.baseAddress!)
             output.copyMemory(from: UnsafeRawBufferPointer(rebasing: digest.prefix(output.count)))
+            digest.initializeMemory(as: UInt8.self, repeating: 0)
         }
     }
 }
@@ -115,28 +117,41 @@ enum SessionCrypto {
     static let macSize = 16
 
     static func sha256<Bytes: Sequence>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
-        var hasher = SHA256()
-        if bytes.withContiguousStorageIfAvailable({ hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }) == nil {
-            Array(bytes).withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        var hasher = SHA256State()
+        if bytes.withContiguousStorageIfAvailable({ hasher.update(UnsafeRawBufferPointer($0)) }) == nil {
+            Array(bytes).withUnsafeBytes { hasher.update($0) }
         }
-        return hasher.finalize().withUnsafeBytes { Array($0) }
+        return [UInt8](unsafeUninitializedCapacity: SHA256State.digestSize) { output, initialized in
+            hasher.finalize(into: output.baseAddress!)
+            initialized = SHA256State.digestSize
+        }
     }
 
-    /// The AES-256 key and 12-byte GCM nonce of a cookie: HKDF "encryption" (44 bytes), or for a
-    /// remember cookie PBKDF2-HMAC-SHA256(pass = ikm, salt = "encryption:" sid) with the
-    /// safety's iteration count.
-    static func encryptionKey(_ key: SessionKey, sid: [UInt8], iterations: Int?) -> (key: SymmetricKey, nonce: AES.GCM.Nonce) {
-        let material: [UInt8]
-        if let iterations {
-            var salt = Array("encryption:".utf8)
-            salt.append(contentsOf: sid)
-            material = pbkdf2SHA256(password: key.ikm, salt: salt, iterations: iterations, count: 44)
-        } else {
-            material = key.expand(usage: "encryption", nonce: sid, count: 44)
+    /// Runs `body` with the AES-256 key (32 bytes) and GCM nonce (12 bytes) of a cookie: HKDF
+    /// "encryption" (44 bytes), or for a remember cookie PBKDF2-HMAC-SHA256(pass = ikm, salt =
+    /// "encryption:" sid) with the safety's iteration count. Both are wiped afterwards.
+    static func withEncryptionKey<Result>(
+        _ key: SessionKey,
+        sid: [UInt8],
+        iterations: Int?,
+        _ body: (_ key: UnsafeRawBufferPointer, _ nonce: UnsafeRawBufferPointer) -> Result
+    ) -> Result {
+        withUnsafeTemporaryAllocation(byteCount: 44, alignment: 8) { material in
+            if let iterations {
+                var salt = Array("encryption:".utf8)
+                salt.append(contentsOf: sid)
+                var derived = pbkdf2SHA256(password: key.ikm, salt: salt, iterations: iterations, count: 44)
+                derived.withUnsafeBytes { material.copyMemory(from: $0) }
+                derived.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0) }
+            } else {
+                key.expand(usage: "encryption", nonce: sid, into: material)
+            }
+            defer { material.initializeMemory(as: UInt8.self, repeating: 0) }
+            return body(
+                UnsafeRawBufferPointer(rebasing: material[0..<32]),
+                UnsafeRawBufferPointer(rebasing: material[32..<44])
+            )
         }
-        // 12 bytes is always a valid GCM nonce.
-        let nonce = try! AES.GCM.Nonce(data: material[32..<44])
-        return (SymmetricKey(data: material[0..<32]), nonce)
     }
 
     /// The header MAC: HMAC-SHA256(HKDF(ikm, "authentication:" sid, 32), message), first 16 bytes.

@@ -1,0 +1,155 @@
+// SHA-256 and AES-256-GCM straight from BoringSSL, the library under swift-crypto.
+//
+// Why not swift-crypto's public API on this path: every open and save of a cookie derives a
+// fresh AES key and runs about a dozen HMAC blocks, and swift-crypto's wrappers cost several
+// times the cryptography itself there (a class-backed digest state copied on write for each
+// HMAC, a `SymmetricKey`, a `Nonce`, an AEAD context object and `Data` buffers per message).
+// BoringSSL's C API works on caller-owned state: the functions below keep it on the stack.
+//
+// `CCryptoBoringSSL` is the module swift-crypto builds BoringSSL into; SwiftPM makes it
+// visible to every target that depends on `Crypto`. Its API is BoringSSL's, prefixed. If a
+// swift-crypto release renamed it, this file stops compiling (nothing fails silently), and
+// `BoringPrimitivesTests` compare every function here with swift-crypto's public API.
+import CCryptoBoringSSL
+
+/// A SHA-256 state held by value: copying it copies the state (112 bytes), with no allocation.
+struct SHA256State: @unchecked Sendable {  // a plain C struct of integers and bytes
+    static let digestSize = 32
+
+    private var context = SHA256_CTX()
+
+    init() {
+        CCryptoBoringSSL_SHA256_Init(&context)
+    }
+
+    mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        CCryptoBoringSSL_SHA256_Update(&context, base, bytes.count)
+    }
+
+    /// Writes the 32-byte digest to `output` (which must hold 32 bytes). The state is spent.
+    mutating func finalize(into output: UnsafeMutableRawPointer) {
+        CCryptoBoringSSL_SHA256_Final(output.assumingMemoryBound(to: UInt8.self), &context)
+    }
+
+    /// Overwrites the state (it may hold key-derived material).
+    mutating func wipe() {
+        context = SHA256_CTX()
+    }
+}
+
+/// AES-256-GCM with a 12-byte nonce and a 16-byte tag (the cookie's AEAD, COOKIE.md §5), one
+/// message per call, all state on the stack.
+enum AES256GCM {
+    static let keySize = 32
+    static let nonceSize = 12
+    static let tagSize = 16
+
+    /// Runs `body` with an initialised AEAD context for `key`, then cleans and wipes it.
+    private static func withContext<Result>(
+        key: UnsafeRawBufferPointer,
+        _ body: (UnsafeMutablePointer<EVP_AEAD_CTX>) -> Result
+    ) -> Result? {
+        precondition(key.count == keySize)
+        return withUnsafeTemporaryAllocation(of: EVP_AEAD_CTX.self, capacity: 1) { buffer in
+            let context = buffer.baseAddress!
+            CCryptoBoringSSL_EVP_AEAD_CTX_zero(context)
+            guard CCryptoBoringSSL_EVP_AEAD_CTX_init(
+                context,
+                CCryptoBoringSSL_EVP_aead_aes_256_gcm(),
+                key.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                keySize,
+                tagSize,
+                nil
+            ) == 1 else {
+                CCryptoBoringSSL_ERR_clear_error()
+                return nil
+            }
+            defer {
+                CCryptoBoringSSL_EVP_AEAD_CTX_cleanup(context)
+                UnsafeMutableRawBufferPointer(buffer).initializeMemory(as: UInt8.self, repeating: 0)
+            }
+            return body(context)
+        }
+    }
+
+    /// Encrypts `plaintext`: the ciphertext (same length) and the tag, or nil if BoringSSL
+    /// refused (it does not for these sizes).
+    static func seal(
+        _ plaintext: [UInt8],
+        key: UnsafeRawBufferPointer,
+        nonce: UnsafeRawBufferPointer,
+        additionalData: [UInt8]
+    ) -> (ciphertext: [UInt8], tag: [UInt8])? {
+        precondition(nonce.count == nonceSize)
+        var tag = [UInt8](repeating: 0, count: tagSize)
+        let sealed: [UInt8]?? = withContext(key: key) { context in
+            var ok = false
+            let ciphertext = [UInt8](unsafeUninitializedCapacity: Swift.max(plaintext.count, 1)) { output, initialized in
+                var tagLength = 0
+                ok = plaintext.withUnsafeBufferPointer { input in
+                    additionalData.withUnsafeBufferPointer { ad in
+                        tag.withUnsafeMutableBufferPointer { tagBuffer in
+                            CCryptoBoringSSL_EVP_AEAD_CTX_seal_scatter(
+                                context,
+                                output.baseAddress, tagBuffer.baseAddress, &tagLength, tagSize,
+                                nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), nonceSize,
+                                input.baseAddress, input.count,
+                                nil, 0,
+                                ad.baseAddress, ad.count
+                            ) == 1
+                        }
+                    }
+                } && tagLength == tagSize
+                initialized = ok ? plaintext.count : 0
+            }
+            if !ok { CCryptoBoringSSL_ERR_clear_error() }
+            return ok ? ciphertext : nil
+        }
+        guard case .some(.some(let ciphertext)) = sealed else { return nil }
+        return (ciphertext, tag)
+    }
+
+    /// Decrypts and authenticates `ciphertext` with `tag`: the plaintext, or nil when the tag
+    /// does not match (a wrong key, nonce, additional data or altered bytes).
+    static func open(
+        _ ciphertext: some Collection<UInt8>,
+        tag: [UInt8],
+        key: UnsafeRawBufferPointer,
+        nonce: UnsafeRawBufferPointer,
+        additionalData: [UInt8]
+    ) -> [UInt8]? {
+        precondition(nonce.count == nonceSize)
+        guard tag.count == tagSize else { return nil }
+        let run = { (input: UnsafeBufferPointer<UInt8>) -> [UInt8]?? in
+            withContext(key: key) { context in
+                var ok = false
+                let plaintext = [UInt8](unsafeUninitializedCapacity: Swift.max(input.count, 1)) { output, initialized in
+                    ok = additionalData.withUnsafeBufferPointer { ad in
+                        tag.withUnsafeBufferPointer { tagBuffer in
+                            CCryptoBoringSSL_EVP_AEAD_CTX_open_gather(
+                                context,
+                                output.baseAddress,
+                                nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), nonceSize,
+                                input.baseAddress, input.count,
+                                tagBuffer.baseAddress, tagSize,
+                                ad.baseAddress, ad.count
+                            ) == 1
+                        }
+                    }
+                    initialized = ok ? input.count : 0
+                }
+                if !ok { CCryptoBoringSSL_ERR_clear_error() }
+                return ok ? plaintext : nil
+            }
+        }
+        let result: [UInt8]??
+        if let contiguous = ciphertext.withContiguousStorageIfAvailable({ run($0) }) {
+            result = contiguous
+        } else {
+            result = Array(ciphertext).withUnsafeBufferPointer { run($0) }
+        }
+        guard case .some(.some(let plaintext)) = result else { return nil }
+        return plaintext
+    }
+}
