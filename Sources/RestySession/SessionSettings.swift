@@ -69,7 +69,7 @@ final class SessionSettings: Sendable {
             guard configuration.ikmFallbacks.allSatisfy({ $0.count == 32 }) else {
                 throw SessionError(.invalidConfiguration, message: "every ikm fallback must be 32 bytes")
             }
-            fallbackKeys = configuration.ikmFallbacks.map(SessionKey.init(ikm:))
+            fallbackKeys = configuration.ikmFallbacks.map { SessionKey(ikm: $0) }
         } else {
             fallbackKeys = configuration.secretFallbacks.map { SessionKey(ikm: SessionCrypto.sha256($0.utf8)) }
         }

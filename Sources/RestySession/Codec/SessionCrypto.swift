@@ -60,9 +60,15 @@ struct SessionKey: Sendable {
     let pseudoRandomKey: [UInt8]
     /// HMAC keyed with the PRK, prepared once for every expansion.
     private let expander: HMACSHA256
+    /// The keys derived for recent session ids.
+    let derived: DerivedKeyCache
 
-    init(ikm: [UInt8]) {
+    /// How many session ids' derived keys a key keeps by default.
+    static let defaultDerivedKeyCacheCapacity = 4096
+
+    init(ikm: [UInt8], derivedKeyCacheCapacity: Int = SessionKey.defaultDerivedKeyCacheCapacity) {
         self.ikm = ikm
+        self.derived = DerivedKeyCache(capacity: derivedKeyCacheCapacity)
         // HKDF-Extract with an empty salt (RFC 5869: a string of HashLen zeros).
         let zeros = [UInt8](repeating: 0, count: HMACSHA256.outputSize)
         var prk = [UInt8](repeating: 0, count: HMACSHA256.outputSize)
@@ -110,6 +116,28 @@ struct SessionKey: Sendable {
             }
         }
     }
+
+    /// The HMAC keyed with HKDF(ikm, "authentication:" sid, 32).
+    func authenticationHMAC(sid: [UInt8]) -> HMACSHA256 {
+        withUnsafeTemporaryAllocation(byteCount: HMACSHA256.outputSize, alignment: 8) { macKey in
+            expand(usage: "authentication", nonce: sid, into: macKey)
+            defer { macKey.initializeMemory(as: UInt8.self, repeating: 0) }
+            return HMACSHA256(key: UnsafeRawBufferPointer(macKey))
+        }
+    }
+
+    /// The derived keys of `sid`: from the cache, or derived and cached. Call it only for ids
+    /// whose MAC verified or that this process issues (see ``DerivedKeyCache``).
+    func derivedKeys(sid: [UInt8]) -> DerivedKeyCache.Entry {
+        if let entry = derived.lookup(sid) { return entry }
+        var material = DerivedKeyCache.EncryptionMaterial()
+        withUnsafeMutableBytes(of: &material.words) { words in
+            expand(usage: "encryption", nonce: sid, into: UnsafeMutableRawBufferPointer(rebasing: words[0..<DerivedKeyCache.EncryptionMaterial.size]))
+        }
+        let entry = DerivedKeyCache.Entry(authentication: authenticationHMAC(sid: sid), encryption: material)
+        derived.insert(sid, entry)
+        return entry
+    }
 }
 
 /// The key derivations, MAC and AEAD of lua-resty-session 4.x (COOKIE.md §4–§6).
@@ -136,18 +164,23 @@ enum SessionCrypto {
         iterations: Int?,
         _ body: (_ key: UnsafeRawBufferPointer, _ nonce: UnsafeRawBufferPointer) -> Result
     ) -> Result {
-        withUnsafeTemporaryAllocation(byteCount: 44, alignment: 8) { material in
-            if let iterations {
-                var salt = Array("encryption:".utf8)
-                salt.append(contentsOf: sid)
-                var derived = pbkdf2SHA256(password: key.ikm, salt: salt, iterations: iterations, count: 44)
-                derived.withUnsafeBytes { material.copyMemory(from: $0) }
-                derived.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0) }
-            } else {
-                key.expand(usage: "encryption", nonce: sid, into: material)
+        guard let iterations else {
+            // HKDF: derived once per session id (DerivedKeyCache)
+            var encryption = key.derivedKeys(sid: sid).encryption
+            defer { encryption = .init() }
+            return withUnsafeBytes(of: &encryption.words) { material in
+                body(
+                    UnsafeRawBufferPointer(rebasing: material[0..<32]),
+                    UnsafeRawBufferPointer(rebasing: material[32..<44])
+                )
             }
-            defer { material.initializeMemory(as: UInt8.self, repeating: 0) }
-            return body(
+        }
+        var salt = Array("encryption:".utf8)
+        salt.append(contentsOf: sid)
+        var material = pbkdf2SHA256(password: key.ikm, salt: salt, iterations: iterations, count: 44)
+        defer { material.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) } }
+        return material.withUnsafeBytes { material in
+            body(
                 UnsafeRawBufferPointer(rebasing: material[0..<32]),
                 UnsafeRawBufferPointer(rebasing: material[32..<44])
             )
@@ -156,14 +189,10 @@ enum SessionCrypto {
 
     /// The header MAC: HMAC-SHA256(HKDF(ikm, "authentication:" sid, 32), message), first 16 bytes.
     static func mac(_ key: SessionKey, sid: [UInt8], message: [UInt8]) -> [UInt8] {
-        withUnsafeTemporaryAllocation(byteCount: 2 * HMACSHA256.outputSize, alignment: 8) { scratch in
-            let macKey = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<HMACSHA256.outputSize])
-            let code = UnsafeMutableRawBufferPointer(rebasing: scratch[HMACSHA256.outputSize...])
-            key.expand(usage: "authentication", nonce: sid, into: macKey)
-            message.withUnsafeBytes { HMACSHA256(key: UnsafeRawBufferPointer(macKey)).authenticate($0, into: code) }
-            let result = Array(code.prefix(macSize))
-            scratch.initializeMemory(as: UInt8.self, repeating: 0)
-            return result
+        let authentication = key.derived.lookup(sid)?.authentication ?? key.authenticationHMAC(sid: sid)
+        return [UInt8](unsafeUninitializedCapacity: macSize) { output, initialized in
+            message.withUnsafeBytes { authentication.authenticate($0, into: UnsafeMutableRawBufferPointer(output)) }
+            initialized = macSize
         }
     }
 

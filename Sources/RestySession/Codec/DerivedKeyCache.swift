@@ -1,0 +1,79 @@
+import Synchronization
+
+/// The keys HKDF derives from one ``SessionKey`` for a session id — the AES key and nonce
+/// ("encryption") and the prepared HMAC of the MAC key ("authentication") — kept for the next
+/// cookies of the same session.
+///
+/// Every request of a session presents the same id until the next save, and deriving its keys
+/// is most of the cost of opening it (9 of the 12 SHA-256 blocks). Entries are added only for
+/// ids whose MAC verified or that this process issued, so forged cookies cannot fill the
+/// cache; it holds at most `capacity` ids and forgets the oldest first. The entries are
+/// derived from the secret that stays in memory anyway, so keeping them adds no new kind of
+/// secret to the process. Remember cookies (PBKDF2) are not cached.
+final class DerivedKeyCache: Sendable {
+    /// The derived keys of one session id.
+    struct Entry: Sendable {
+        /// HMAC keyed with HKDF(ikm, "authentication:" sid, 32).
+        var authentication: HMACSHA256
+        /// HKDF(ikm, "encryption:" sid, 44): the AES-256 key, then the 12-byte nonce.
+        var encryption: EncryptionMaterial
+    }
+
+    /// 44 bytes of key material, held inline (no allocation, no reference counting).
+    struct EncryptionMaterial: Sendable {
+        static let size = 44
+        var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
+    }
+
+    /// A 32-byte session id as a hashable value.
+    private struct ID: Hashable {
+        var a: UInt64, b: UInt64, c: UInt64, d: UInt64
+
+        init?(_ sid: [UInt8]) {
+            guard sid.count == 32 else { return nil }
+            (a, b, c, d) = sid.withUnsafeBytes {
+                ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
+                 $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+            }
+        }
+    }
+
+    private struct State {
+        var entries: [ID: Entry] = [:]
+        /// Insertion order, as a ring: the slot at `next` holds the oldest id once full.
+        var order: [ID] = []
+        var next = 0
+    }
+
+    let capacity: Int
+    private let state: Mutex<State>
+
+    init(capacity: Int) {
+        self.capacity = max(0, capacity)
+        var initial = State()
+        initial.entries.reserveCapacity(self.capacity)
+        self.state = Mutex(initial)
+    }
+
+    func lookup(_ sid: [UInt8]) -> Entry? {
+        guard capacity > 0, let id = ID(sid) else { return nil }
+        return state.withLock { $0.entries[id] }
+    }
+
+    func insert(_ sid: [UInt8], _ entry: Entry) {
+        guard capacity > 0, let id = ID(sid) else { return }
+        state.withLock { state in
+            guard state.entries.updateValue(entry, forKey: id) == nil else { return }
+            if state.order.count < capacity {
+                state.order.append(id)
+            } else {
+                state.entries[state.order[state.next]] = nil
+                state.order[state.next] = id
+                state.next = (state.next + 1) % capacity
+            }
+        }
+    }
+
+    /// The number of ids held.
+    var count: Int { state.withLock { $0.entries.count } }
+}

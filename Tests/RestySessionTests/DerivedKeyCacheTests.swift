@@ -1,0 +1,71 @@
+import Testing
+
+@testable import RestySession
+
+@Suite("Derived key cache")
+struct DerivedKeyCacheTests {
+    private func sid(_ n: Int) -> [UInt8] {
+        (0..<32).map { UInt8(truncatingIfNeeded: n &* 31 &+ $0) }
+    }
+
+    @Test func entriesAreTheDerivationsAndTheOldestIsForgottenFirst() {
+        let key = SessionKey(ikm: (0..<32).map { UInt8($0) }, derivedKeyCacheCapacity: 3)
+        let plain = SessionKey(ikm: (0..<32).map { UInt8($0) }, derivedKeyCacheCapacity: 0)
+        for n in 0..<5 { _ = key.derivedKeys(sid: sid(n)) }
+        #expect(key.derived.count == 3)
+        #expect(key.derived.lookup(sid(0)) == nil)
+        #expect(key.derived.lookup(sid(1)) == nil)
+        for n in 2..<5 {
+            let entry = try! #require(key.derived.lookup(sid(n)))
+            // the cached material and MAC key are exactly HKDF's
+            var material = entry.encryption
+            let cached = withUnsafeBytes(of: &material.words) { Array($0.prefix(44)) }
+            #expect(cached == plain.expand(usage: "encryption", nonce: sid(n), count: 44))
+            let message: [UInt8] = Array("header bytes".utf8)
+            #expect(SessionCrypto.mac(key, sid: sid(n), message: message) == SessionCrypto.mac(plain, sid: sid(n), message: message))
+            let macKey = plain.expand(usage: "authentication", nonce: sid(n), count: 32)
+            var expected = [UInt8](repeating: 0, count: 32)
+            var ours = [UInt8](repeating: 0, count: 32)
+            message.withUnsafeBytes { m in
+                expected.withUnsafeMutableBytes { HMACSHA256(key: macKey).authenticate(m, into: $0) }
+                ours.withUnsafeMutableBytes { entry.authentication.authenticate(m, into: $0) }
+            }
+            #expect(ours == expected)
+        }
+        // a capacity of zero keeps nothing
+        _ = plain.derivedKeys(sid: sid(9))
+        #expect(plain.derived.count == 0)
+        // ids of another length are never cached
+        _ = key.derivedKeys(sid: [1, 2, 3])
+        #expect(key.derived.count == 3)
+    }
+
+    @Test func forgedCookiesAddNothingAndIssuedOnesAreCached() async throws {
+        let clock = ManualClock(testStart)
+        let manager = try makeManager(clock: clock)
+        let cache = manager.settings.key.derived
+        let (_, jar) = try await saveNew(manager, ["user": "grace"])
+        #expect(cache.count == 1)  // the id this process issued
+
+        // the same cookie with each byte of its MAC changed: no entry added, none opens
+        let cookie = try #require(jar["session"])
+        var bytes = Array(cookie.utf8)
+        // the header's last 21 characters hold nothing but MAC bits
+        let headerEnd = SessionCookieHeader.encodedSize
+        for index in (headerEnd - 21)..<headerEnd {
+            let original = bytes[index]
+            bytes[index] = original == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+            let forged = ["session": String(decoding: bytes, as: UTF8.self)]
+            let session = try await manager.open(SessionRequest(jar: forged))
+            #expect(session.state != .open)
+            bytes[index] = original
+        }
+        #expect(cache.count == 1)
+
+        // the genuine cookie opens from the cache, and with the same data
+        let session = try await manager.open(SessionRequest(jar: jar))
+        #expect(session.state == .open)
+        #expect(session["user"] == "grace")
+        #expect(cache.count == 1)
+    }
+}
