@@ -196,7 +196,9 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
 
     private func write(_ outgoing: [MySQLConnectionStateMachine.Outgoing], context: ChannelHandlerContext, isCommand: Bool) {
         guard !outgoing.isEmpty else { return }
-        var buffer = context.channel.allocator.buffer(capacity: 64)
+        var capacity = 0
+        for item in outgoing { capacity += 4 + Self.payloadSizeHint(item.message) }
+        var buffer = context.channel.allocator.buffer(capacity: capacity)
         for item in outgoing {
             logger.trace("mysql send", metadata: ["mysql_command": .string(Self.name(item.message))])
             encoder.encode(item.message, sequenceID: item.sequenceID, into: &buffer)
@@ -241,6 +243,16 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             let handler = handler.value
             guard let context = handler.context else { return }
             handler.run(handler.machine.errorHappened(error), context: context)
+        }
+    }
+
+    /// The payload size to reserve for `message` (exact for COM_STMT_EXECUTE, the common
+    /// command), so the buffer is allocated once.
+    static func payloadSizeHint(_ message: MySQLClientMessage) -> Int {
+        switch message {
+        case .execute(_, let binds): return MySQLClientMessage.executePayloadSize(binds: binds)
+        case .query(let sql), .prepare(let sql): return 1 + sql.utf8.count
+        default: return 64
         }
     }
 
