@@ -208,7 +208,7 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             return
         }
         // The read timeout counts from the write of the command to the end of its reply.
-        let deadline = NIODeadline.now() + TimeAmount(timeouts.read)
+        let deadline = context.eventLoop.now + TimeAmount(timeouts.read)
         readDeadline = deadline
         if readTimer == nil { armReadTimer(deadline, context: context) }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
@@ -229,7 +229,7 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             let handler = handler.value
             handler.readTimer = nil
             guard let context = handler.context, let current = handler.readDeadline else { return }
-            if current <= .now() {
+            if current <= context.eventLoop.now {
                 handler.run(handler.machine.errorHappened(MySQLError(.timeout, message: "the read timeout passed")), context: context)
             } else {
                 handler.armReadTimer(current, context: context)
