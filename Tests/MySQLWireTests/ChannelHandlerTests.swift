@@ -32,9 +32,15 @@ struct ChannelHandlerTests {
 
     /// The result of a future of the embedded loop, or `nil` while it is pending (never blocks).
     static func outcome<T>(_ future: EventLoopFuture<T>) -> Result<T, any Error>? {
-        var result: Result<T, any Error>?
-        future.whenComplete { result = $0 }
-        return result
+        let box = Box<Result<T, any Error>?>(nil)
+        future.whenComplete { box.value = $0 }
+        return box.value
+    }
+
+    /// `@unchecked Sendable`: the embedded loop runs every callback at once, on the test's thread.
+    final class Box<Value>: @unchecked Sendable {
+        var value: Value
+        init(_ value: Value) { self.value = value }
     }
 
     static func framed(_ payload: ByteBuffer, sequenceID: UInt8) -> ByteBuffer {
