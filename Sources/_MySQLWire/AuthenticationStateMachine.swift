@@ -97,6 +97,8 @@ public struct MySQLAuthenticationStateMachine: Sendable {
     /// The configuration.
     public let configuration: Configuration
     private(set) var state: State = .waitingForGreeting
+    /// MariaDB's extended capabilities both sides have (empty for MySQL), set by the greeting.
+    public private(set) var mariaDBCapabilities: MySQLMariaDBCapabilities = []
     private var tlsActive = false
 
     /// The capabilities this client asks for (intersected with the server's).
@@ -104,6 +106,9 @@ public struct MySQLAuthenticationStateMachine: Sendable {
         .longPassword, .longFlag, .protocol41, .transactions, .secureConnection, .multiResults, .psMultiResults,
         .pluginAuth, .pluginAuthLengthEncodedClientData,
     ]
+
+    /// MariaDB's extended capabilities this client asks for (intersected with the server's).
+    static let wantedMariaDBCapabilities: MySQLMariaDBCapabilities = [.cacheMetadata]
 
     /// Creates the machine.
     public init(configuration: Configuration) {
@@ -130,6 +135,8 @@ public struct MySQLAuthenticationStateMachine: Sendable {
         }
         var capabilities = Self.wantedCapabilities.intersection(greeting.capabilities)
         capabilities.insert(.protocol41)
+        mariaDBCapabilities =
+            capabilities.contains(.longPassword) ? [] : Self.wantedMariaDBCapabilities.intersection(greeting.mariaDBCapabilities)
         if configuration.database != nil && greeting.capabilities.contains(.connectWithDB) {
             capabilities.insert(.connectWithDB)
         }
@@ -267,7 +274,8 @@ public struct MySQLAuthenticationStateMachine: Sendable {
         MySQLHandshakeResponse41(
             capabilities: capabilities, maxPacketSize: configuration.maxPacketSize, collation: configuration.collation,
             username: configuration.username, authResponse: authResponse,
-            database: capabilities.contains(.connectWithDB) ? configuration.database : nil, authPluginName: plugin)
+            database: capabilities.contains(.connectWithDB) ? configuration.database : nil, authPluginName: plugin,
+            mariaDBCapabilities: mariaDBCapabilities)
     }
 
     private func authResponse(plugin: String, scramble: [UInt8]) -> [UInt8]? {

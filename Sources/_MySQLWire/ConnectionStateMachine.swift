@@ -10,10 +10,50 @@ public enum MySQLCommand: Sendable, Hashable {
     case ping
 }
 
-/// A command and the promise its result completes.
+/// What a command's result completes: the caller's continuation (resumed straight from the
+/// channel handler, no future in between) or an event-loop promise. An unsafe continuation is
+/// safe here: the state machine hands every task's promise out exactly once (completed,
+/// failed or drained when the connection closes).
+enum MySQLResultPromise: Sendable {
+    case continuation(UnsafeContinuation<MySQLQueryResult, any Error>)
+    case promise(EventLoopPromise<MySQLQueryResult>)
+
+    func succeed(_ result: MySQLQueryResult) {
+        switch self {
+        case .continuation(let continuation): continuation.resume(returning: result)
+        case .promise(let promise): promise.succeed(result)
+        }
+    }
+
+    func fail(_ error: MySQLError) {
+        switch self {
+        case .continuation(let continuation): continuation.resume(throwing: error)
+        case .promise(let promise): promise.fail(error)
+        }
+    }
+
+    func complete(_ result: Result<MySQLQueryResult, MySQLError>) {
+        switch result {
+        case .success(let value): succeed(value)
+        case .failure(let error): fail(error)
+        }
+    }
+}
+
+/// A command and what its result completes.
 struct MySQLTask: Sendable {
     var command: MySQLCommand
-    var promise: EventLoopPromise<MySQLQueryResult>
+    var promise: MySQLResultPromise
+
+    init(command: MySQLCommand, promise: EventLoopPromise<MySQLQueryResult>) {
+        self.command = command
+        self.promise = .promise(promise)
+    }
+
+    init(command: MySQLCommand, continuation: UnsafeContinuation<MySQLQueryResult, any Error>) {
+        self.command = command
+        self.promise = .continuation(continuation)
+    }
 }
 
 /// A prepared statement of the per-connection cache.
@@ -42,13 +82,13 @@ struct MySQLConnectionStateMachine {
         /// Authenticated; then write (the first queued command, if any).
         case authenticated(MySQLHandshakeV10, then: [Outgoing])
         /// Complete a command, then write the next one.
-        case complete(EventLoopPromise<MySQLQueryResult>, Result<MySQLQueryResult, MySQLError>, then: [Outgoing])
+        case complete(MySQLResultPromise, Result<MySQLQueryResult, MySQLError>, then: [Outgoing])
         /// Fail these commands (the connection stays usable).
-        case failTasks([EventLoopPromise<MySQLQueryResult>], MySQLError, then: [Outgoing])
+        case failTasks([MySQLResultPromise], MySQLError, then: [Outgoing])
         /// Fail the connect (if not authenticated yet) and every command, and close the channel.
-        case closeWithError(MySQLError, [EventLoopPromise<MySQLQueryResult>])
+        case closeWithError(MySQLError, [MySQLResultPromise])
         /// COM_QUIT written: close the channel.
-        case quitAndClose(Outgoing, [EventLoopPromise<MySQLQueryResult>])
+        case quitAndClose(Outgoing, [MySQLResultPromise])
     }
 
     struct ResultSetReader {
@@ -58,6 +98,14 @@ struct MySQLConnectionStateMachine {
         var columns: [MySQLColumn] = []
         var rows: [MySQLRow] = []
         var columnCount = 0
+        /// The SQL of the executed statement (its key in the cache), whose column definitions
+        /// are refreshed when the server sends them.
+        var statementSQL: String?
+        /// The statement's cached column definitions, used when the server skips them
+        /// (`MARIADB_CLIENT_CACHE_METADATA`).
+        var cachedColumns: [MySQLColumn] = []
+        /// Whether the server sent the column definitions of the current result set.
+        var receivedColumns = false
     }
 
     struct PrepareReader {
@@ -88,6 +136,9 @@ struct MySQLConnectionStateMachine {
     private var queue = CircularBuffer<MySQLTask>()
     private var cache: [String: MySQLPreparedStatement] = [:]
     private var cacheOrder: [String] = []
+    /// Whether `MARIADB_CLIENT_CACHE_METADATA` was negotiated: the column count of a binary
+    /// result set then says whether the column definitions follow.
+    private(set) var cachesMetadata = false
     let maxPacketSize: Int
     let statementCacheCapacity: Int
 
@@ -170,6 +221,9 @@ struct MySQLConnectionStateMachine {
         case .fail(let error):
             return closeWithError(error)
         case .authenticated(let greeting):
+            if case .authenticating(let auth) = state {
+                cachesMetadata = auth.mariaDBCapabilities.contains(.cacheMetadata)
+            }
             state = .ready
             let next = startNext()
             return .authenticated(greeting, then: next.writes)
@@ -177,8 +231,8 @@ struct MySQLConnectionStateMachine {
     }
 
     /// Starts the next queued command; commands refused before sending are returned to fail.
-    private mutating func startNext() -> (writes: [Outgoing], failed: [(EventLoopPromise<MySQLQueryResult>, MySQLError)]) {
-        var failed: [(EventLoopPromise<MySQLQueryResult>, MySQLError)] = []
+    private mutating func startNext() -> (writes: [Outgoing], failed: [(MySQLResultPromise, MySQLError)]) {
+        var failed: [(MySQLResultPromise, MySQLError)] = []
         while case .ready = state, let task = queue.popFirst() {
             switch startTask(task) {
             case .write(let writes): return (writes, failed)
@@ -208,15 +262,20 @@ struct MySQLConnectionStateMachine {
                 if let error = Self.parameterMismatch(statement, binds) {
                     return .failTasks([task.promise], error, then: [])
                 }
-                return execute(task, statement: statement, binds: binds, before: [])
+                return execute(task, sql: sql, statement: statement, binds: binds, before: [])
             }
             state = .running(task, .preparing(PrepareReader(sql: sql, binds: binds)))
             return .write([Outgoing(message: .prepare(sql), sequenceID: 0)])
         }
     }
 
-    private mutating func execute(_ task: MySQLTask, statement: MySQLPreparedStatement, binds: [MySQLValue], before: [Outgoing]) -> Action {
-        state = .running(task, .resultSet(ResultSetReader(binary: true)))
+    private mutating func execute(
+        _ task: MySQLTask, sql: String, statement: MySQLPreparedStatement, binds: [MySQLValue], before: [Outgoing]
+    ) -> Action {
+        var reader = ResultSetReader(binary: true)
+        reader.statementSQL = sql
+        reader.cachedColumns = statement.columns
+        state = .running(task, .resultSet(reader))
         return .write(before + [Outgoing(message: .execute(statementID: statement.id, binds: binds), sequenceID: 0)])
     }
 
@@ -288,14 +347,36 @@ struct MySQLConnectionStateMachine {
                 throw MySQLError(.protocolError, message: "malformed result set header")
             }
             reader.columnCount = Int(count)
+            if reader.binary && cachesMetadata {
+                // MARIADB_CLIENT_CACHE_METADATA: 0 = the definitions are skipped (unchanged).
+                guard let follows = payload.readInteger(as: UInt8.self), follows <= 1 else {
+                    throw MySQLError(.protocolError, message: "malformed result set header")
+                }
+                if follows == 0 {
+                    guard reader.cachedColumns.count == reader.columnCount else {
+                        throw MySQLError(
+                            .protocolError, message: "the server skipped column definitions this connection has not cached")
+                    }
+                    reader.columns = reader.cachedColumns
+                    reader.receivedColumns = false
+                    reader.stage = .columnsEOF
+                    break
+                }
+            }
             reader.columns = []
             reader.columns.reserveCapacity(Int(count))
+            reader.receivedColumns = true
             reader.stage = .columns(remaining: Int(count))
         case .columns(let remaining):
             reader.columns.append(try MySQLColumn.decode(packet.payload))
             reader.stage = remaining == 1 ? .columnsEOF : .columns(remaining: remaining - 1)
         case .columnsEOF:
             guard packet.isEOF else { throw MySQLError(.protocolError, message: "expected EOF after the column definitions") }
+            if reader.receivedColumns, let sql = reader.statementSQL, cache[sql] != nil {
+                // The server sends them again after they changed (or on the first execute).
+                cache[sql]!.columns = reader.columns
+                reader.cachedColumns = reader.columns
+            }
             reader.stage = .rows
         case .rows:
             if packet.isError { return finish(task, .failure(try Self.serverError(packet, "the statement"))) }
@@ -360,15 +441,15 @@ struct MySQLConnectionStateMachine {
         if let error = Self.parameterMismatch(statement, reader.binds) {
             return finish(task, .failure(error), before: before)
         }
-        return execute(task, statement: statement, binds: reader.binds, before: before)
+        return execute(task, sql: reader.sql, statement: statement, binds: reader.binds, before: before)
     }
 
     static func serverError(_ packet: MySQLPacket, _ what: String) throws -> MySQLError {
         MySQLError.server(try MySQLErrorPacket.decode(packet.payload), during: what)
     }
 
-    private mutating func drainPromises() -> [EventLoopPromise<MySQLQueryResult>] {
-        var promises: [EventLoopPromise<MySQLQueryResult>] = []
+    private mutating func drainPromises() -> [MySQLResultPromise] {
+        var promises: [MySQLResultPromise] = []
         if case .running(let task, _) = state { promises.append(task.promise) }
         while let task = queue.popFirst() { promises.append(task.promise) }
         return promises

@@ -3,14 +3,17 @@ import NIOCore
 import NIOSSL
 import NIOTLS
 
-/// Runs the actions of ``MySQLConnectionStateMachine`` on a channel: writes packets, adds the
-/// TLS handler, arms the handshake, send and read timeouts, completes promises.
+/// Runs the actions of ``MySQLConnectionStateMachine`` on a channel: splits the bytes into
+/// packets (``MySQLPacketDecoder``, run here rather than in a `ByteToMessageHandler`, so no
+/// packet is boxed into a `NIOAny`), writes packets, adds the TLS handler, arms the handshake,
+/// send and read timeouts, completes promises and resumes the callers' continuations.
 final class MySQLChannelHandler: ChannelDuplexHandler {
-    typealias InboundIn = MySQLPacket
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = MySQLTask
     typealias OutboundOut = ByteBuffer
 
     private var machine: MySQLConnectionStateMachine
+    private var decoder: NIOSingleStepByteToMessageProcessor<MySQLPacketDecoder>
     private let encoder = MySQLPacketEncoder()
     private let connectPromise: EventLoopPromise<MySQLHandshakeV10>
     private let tls: (context: NIOSSLContext, serverHostname: String?)?
@@ -19,20 +22,25 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
     private var sawGreeting = false
     private var authenticated = false
     private var handshakeTimer: Scheduled<Void>?
+    /// When the command on the wire must have its complete reply (`nil`: none on the wire).
+    private var readDeadline: NIODeadline?
+    /// One timer checks `readDeadline` (re-armed while commands follow each other), so a command
+    /// schedules no timer of its own.
     private var readTimer: Scheduled<Void>?
+    /// Armed while the socket does not take the buffered writes (the channel is not writable).
     private var sendTimer: Scheduled<Void>?
-    /// Command writes not yet taken by the socket.
-    private var pendingWrites = 0
     private var context: ChannelHandlerContext?
 
     init(
         machine: MySQLConnectionStateMachine,
+        maximumPacketSize: Int,
         connectPromise: EventLoopPromise<MySQLHandshakeV10>,
         tls: (context: NIOSSLContext, serverHostname: String?)?,
         timeouts: MySQLConnection.Configuration.Timeouts,
         logger: Logger
     ) {
         self.machine = machine
+        self.decoder = NIOSingleStepByteToMessageProcessor(MySQLPacketDecoder(maximumPacketSize: maximumPacketSize))
         self.connectPromise = connectPromise
         self.tls = tls
         self.timeouts = timeouts
@@ -54,15 +62,47 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let packet = unwrapInboundIn(data)
-        let first = !sawGreeting
-        sawGreeting = true
-        run(machine.packetReceived(packet, greeting: first), context: context)
+        let buffer = unwrapInboundIn(data)
+        do {
+            try decoder.process(buffer: buffer) { packet in
+                let first = !sawGreeting
+                sawGreeting = true
+                run(machine.packetReceived(packet, greeting: first), context: context)
+            }
+        } catch {
+            errorCaught(context: context, error: error)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        do {
+            // A partial packet left at the end of the stream is an error (the server closed mid-packet).
+            try decoder.finishProcessing(seenEOF: true) { packet in
+                run(machine.packetReceived(packet, greeting: !sawGreeting), context: context)
+            }
+        } catch {
+            errorCaught(context: context, error: error)
+        }
         run(machine.channelInactive(), context: context)
         context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            sendTimer?.cancel()
+            sendTimer = nil
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Queues a command (on the event loop): the path of ``MySQLConnection``, which needs no
+    /// write promise of the pipeline.
+    func enqueue(_ task: MySQLTask) {
+        guard let context else {
+            task.promise.fail(MySQLError(.connectionClosed, message: "the connection is closed"))
+            return
+        }
+        run(machine.enqueue(task), context: context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -132,13 +172,13 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             connectPromise.succeed(greeting)
             write(then, context: context, isCommand: true)
         case .complete(let promise, let result, let then):
-            readTimer?.cancel()
-            readTimer = nil
-            promise.completeWith(result.mapError { $0 as any Error })
+            readDeadline = nil
+            // The next command first: it is on the wire before the caller resumes.
             write(then, context: context, isCommand: true)
+            promise.complete(result)
         case .failTasks(let promises, let error, let then):
-            for promise in promises { promise.fail(error) }
             write(then, context: context, isCommand: true)
+            for promise in promises { promise.fail(error) }
         case .closeWithError(let error, let promises):
             readTimer?.cancel()
             sendTimer?.cancel()
@@ -156,7 +196,9 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
 
     private func write(_ outgoing: [MySQLConnectionStateMachine.Outgoing], context: ChannelHandlerContext, isCommand: Bool) {
         guard !outgoing.isEmpty else { return }
-        var buffer = context.channel.allocator.buffer(capacity: 64)
+        var capacity = 0
+        for item in outgoing { capacity += 4 + Self.payloadSizeHint(item.message) }
+        var buffer = context.channel.allocator.buffer(capacity: capacity)
         for item in outgoing {
             logger.trace("mysql send", metadata: ["mysql_command": .string(Self.name(item.message))])
             encoder.encode(item.message, sequenceID: item.sequenceID, into: &buffer)
@@ -165,24 +207,33 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
             return
         }
-        readTimer?.cancel()
-        readTimer = scheduleTimeout(timeouts.read, context: context, MySQLError(.timeout, message: "the read timeout passed"))
-        // The send timeout is armed only for a write the socket did not take at once (a flush
-        // that completes within `writeAndFlush` needs no timer).
-        let writePromise = context.eventLoop.makePromise(of: Void.self)
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        pendingWrites += 1
-        writePromise.futureResult.whenComplete { _ in
-            let handler = handler.value
-            handler.pendingWrites -= 1
-            if handler.pendingWrites == 0 {
-                handler.sendTimer?.cancel()
-                handler.sendTimer = nil
-            }
-        }
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: writePromise)
-        if pendingWrites > 0, sendTimer == nil {
+        // The read timeout counts from the write of the command to the end of its reply.
+        let deadline = context.eventLoop.now + TimeAmount(timeouts.read)
+        readDeadline = deadline
+        if readTimer == nil { armReadTimer(deadline, context: context) }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        // The send timeout runs while the socket does not take the writes: a flush that
+        // completes within `writeAndFlush` (or leaves less than the channel's write buffer
+        // water mark pending, caught by the read timeout then) arms no timer.
+        if !context.channel.isWritable, sendTimer == nil {
             sendTimer = scheduleTimeout(timeouts.send, context: context, MySQLError(.timeout, message: "the send timeout passed"))
+        }
+    }
+
+    /// Arms the one read timer for `deadline`; when it fires it fails the connection if the
+    /// command on the wire then is past its deadline, re-arms for a later deadline, and stops
+    /// when no command is on the wire.
+    private func armReadTimer(_ deadline: NIODeadline, context: ChannelHandlerContext) {
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        readTimer = context.eventLoop.scheduleTask(deadline: deadline) {
+            let handler = handler.value
+            handler.readTimer = nil
+            guard let context = handler.context, let current = handler.readDeadline else { return }
+            if current <= context.eventLoop.now {
+                handler.run(handler.machine.errorHappened(MySQLError(.timeout, message: "the read timeout passed")), context: context)
+            } else {
+                handler.armReadTimer(current, context: context)
+            }
         }
     }
 
@@ -192,6 +243,16 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             let handler = handler.value
             guard let context = handler.context else { return }
             handler.run(handler.machine.errorHappened(error), context: context)
+        }
+    }
+
+    /// The payload size to reserve for `message` (exact for COM_STMT_EXECUTE, the common
+    /// command), so the buffer is allocated once.
+    static func payloadSizeHint(_ message: MySQLClientMessage) -> Int {
+        switch message {
+        case .execute(_, let binds): return MySQLClientMessage.executePayloadSize(binds: binds)
+        case .query(let sql), .prepare(let sql): return 1 + sql.utf8.count
+        default: return 64
         }
     }
 

@@ -118,10 +118,14 @@ public final class MySQLConnection: Sendable {
     /// The server's greeting.
     public let greeting: MySQLHandshakeV10
     let channel: any Channel
+    /// The channel's handler, reached on the event loop: commands are queued into it directly
+    /// (no pipeline write, no write promise).
+    let handler: NIOLoopBound<MySQLChannelHandler>
 
-    init(id: Int, channel: any Channel, greeting: MySQLHandshakeV10) {
+    init(id: Int, channel: any Channel, handler: NIOLoopBound<MySQLChannelHandler>, greeting: MySQLHandshakeV10) {
         self.id = id
         self.channel = channel
+        self.handler = handler
         self.greeting = greeting
     }
 
@@ -161,6 +165,7 @@ public final class MySQLConnection: Sendable {
             authentication: auth, maxPacketSize: configuration.maxPacketSize,
             statementCacheCapacity: configuration.statementCacheCapacity)
         let connectPromise = eventLoop.makePromise(of: MySQLHandshakeV10.self)
+        let handlerPromise = eventLoop.makePromise(of: NIOLoopBound<MySQLChannelHandler>.self)
         let tls = sslContext.map { (context: $0, serverHostname: serverHostname) }
         let timeouts = configuration.timeouts
         let maxPacketSize = configuration.maxPacketSize
@@ -169,11 +174,11 @@ public final class MySQLConnection: Sendable {
             .connectTimeout(.init(configuration.timeouts.connect))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(MySQLPacketDecoder(maximumPacketSize: max(maxPacketSize, 1 << 16))))
-                    try channel.pipeline.syncOperations.addHandler(
-                        MySQLChannelHandler(
-                            machine: machine, connectPromise: connectPromise, tls: tls, timeouts: timeouts, logger: handlerLogger))
+                    let handler = MySQLChannelHandler(
+                        machine: machine, maximumPacketSize: max(maxPacketSize, 1 << 16), connectPromise: connectPromise, tls: tls,
+                        timeouts: timeouts, logger: handlerLogger)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    handlerPromise.succeed(NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }
             }
         let channel: any Channel
@@ -186,19 +191,23 @@ public final class MySQLConnection: Sendable {
             }
         } catch let error as ChannelError where error == .connectTimeout(.init(configuration.timeouts.connect)) {
             connectPromise.fail(error)
+            handlerPromise.fail(error)
             throw MySQLError(.timeout, message: "the connect timeout passed", underlying: error)
         } catch {
             connectPromise.fail(error)
+            handlerPromise.fail(error)
             throw MySQLError(.connectionFailed, message: "could not connect to the server", underlying: error)
         }
         let greeting: MySQLHandshakeV10
+        let handler: NIOLoopBound<MySQLChannelHandler>
         do {
             greeting = try await connectPromise.futureResult.get()
+            handler = try await handlerPromise.futureResult.get()
         } catch {
             channel.close(promise: nil)
             throw error as? MySQLError ?? MySQLError(.connectionFailed, message: "the handshake failed", underlying: error)
         }
-        let connection = MySQLConnection(id: id, channel: channel, greeting: greeting)
+        let connection = MySQLConnection(id: id, channel: channel, handler: handler, greeting: greeting)
         do {
             for statement in configuration.setupStatements {
                 _ = try await connection.query(statement)
@@ -236,16 +245,16 @@ public final class MySQLConnection: Sendable {
     public var isClosed: Bool { !channel.isActive }
 
     private func run(_ command: MySQLCommand) async throws -> MySQLQueryResult {
-        let promise = channel.eventLoop.makePromise(of: MySQLQueryResult.self)
-        channel.writeAndFlush(MySQLTask(command: command, promise: promise)).whenFailure { error in
-            promise.fail(MySQLError(.connectionClosed, message: "the connection is closed", underlying: error))
-        }
-        do {
-            return try await promise.futureResult.get()
-        } catch let error as MySQLError {
-            throw error
-        } catch {
-            throw MySQLError(.connectionClosed, message: "the command failed", underlying: error)
+        // The handler resumes the continuation itself (only ever with a MySQLError).
+        let handler = self.handler
+        let eventLoop = channel.eventLoop
+        return try await withUnsafeThrowingContinuation { continuation in
+            let task = MySQLTask(command: command, continuation: continuation)
+            if eventLoop.inEventLoop {
+                handler.value.enqueue(task)
+            } else {
+                eventLoop.execute { handler.value.enqueue(task) }
+            }
         }
     }
 

@@ -77,7 +77,10 @@ public enum MySQLValue: Sendable, Hashable {
         case .int(let value): buffer.writeInteger(value, endianness: .little)
         case .uint(let value): buffer.writeInteger(value, endianness: .little)
         case .double(let value): buffer.writeInteger(value.bitPattern, endianness: .little)
-        case .string(let value): buffer.writeLengthEncodedBytes(Array(value.utf8))
+        case .string(let value):
+            // Straight from the string's UTF-8 (no intermediate array).
+            buffer.writeLengthEncodedInteger(UInt64(value.utf8.count))
+            buffer.writeString(value)
         case .bytes(let value): buffer.writeLengthEncodedBytes(value)
         case .datetime(let value):
             buffer.writeInteger(UInt8(11))

@@ -26,6 +26,37 @@ struct AuthenticationTests {
         #expect(greeting.capabilities.contains(.pluginAuth))
         #expect(!greeting.capabilities.contains(.longPassword))  // MariaDB clears CLIENT_MYSQL
         #expect(greeting.status.contains(.autocommit))
+        // The last 4 reserved bytes, 1d 00 00 00: MariaDB's extended capabilities (bits 32, 34,
+        // 35, 36), of which MARIADB_CLIENT_CACHE_METADATA is bit 36.
+        #expect(greeting.mariaDBCapabilities.rawValue == 0x1D)
+        #expect(greeting.mariaDBCapabilities.contains(.cacheMetadata))
+    }
+
+    @Test func mariaDBLoginAsksForMetadataCachingAndMySQLLoginDoesNot() throws {
+        var mariaDB = machine()
+        let (response, _) = try handshakeResponse(
+            mariaDB.greetingReceived(MySQLPacket(sequenceID: 0, payload: ByteBuffer(hex: Self.capturedMariaDBGreeting))))
+        #expect(response.mariaDBCapabilities == [.cacheMetadata])
+        #expect(mariaDB.mariaDBCapabilities == [.cacheMetadata])
+        var encoded = ByteBuffer()
+        response.encode(into: &encoded)
+        // Bytes 28–31 of the response: the extended capabilities (bit 36 → 0x10).
+        #expect(encoded.getInteger(at: 28, endianness: .little, as: UInt32.self) == 0x10)
+
+        // A MySQL greeting sets CLIENT_MYSQL: its reserved bytes are filler, nothing extended is sent.
+        var mysql = machine()
+        let (mysqlResponse, _) = try handshakeResponse(mysql.greetingReceived(ServerPacket.greeting(plugin: "mysql_native_password")))
+        #expect(mysql.mariaDBCapabilities.isEmpty)
+        #expect(mysqlResponse.capabilities.contains(.longPassword))
+        var mysqlEncoded = ByteBuffer()
+        mysqlResponse.encode(into: &mysqlEncoded)
+        #expect(mysqlEncoded.getInteger(at: 28, endianness: .little, as: UInt32.self) == 0)
+        // Even with extended bits set on the response, a CLIENT_MYSQL response writes filler.
+        var forced = mysqlResponse
+        forced.mariaDBCapabilities = [.cacheMetadata]
+        var forcedEncoded = ByteBuffer()
+        forced.encode(into: &forcedEncoded)
+        #expect(forcedEncoded.getInteger(at: 28, endianness: .little, as: UInt32.self) == 0)
     }
 
     @Test func refusesOtherProtocolVersionsAndTruncatedGreetings() {

@@ -22,6 +22,114 @@ struct ConnectionStateMachineTests {
         return machine
     }
 
+    /// A machine logged in to MariaDB (the captured greeting, which offers
+    /// MARIADB_CLIENT_CACHE_METADATA).
+    func authenticatedToMariaDB() -> MySQLConnectionStateMachine {
+        var machine = MySQLConnectionStateMachine(
+            authentication: .init(
+                configuration: .init(username: "u", password: "p", database: nil, collation: 11, maxPacketSize: 1 << 20, tls: .disable)),
+            maxPacketSize: 1 << 20, statementCacheCapacity: 4)
+        let greeting = MySQLPacket(sequenceID: 0, payload: ByteBuffer(hex: AuthenticationTests.capturedMariaDBGreeting))
+        _ = machine.packetReceived(greeting, greeting: true)
+        guard case .authenticated = machine.packetReceived(ServerPacket.ok(2), greeting: false) else {
+            Issue.record("not authenticated")
+            return machine
+        }
+        return machine
+    }
+
+    /// Runs one binary result set of one row through `machine`; returns the completion.
+    func binaryResult(
+        _ machine: inout MySQLConnectionStateMachine, header: [UInt8], columns: [MySQLPacket], row: [UInt8]
+    ) -> MySQLConnectionStateMachine.Action {
+        var sequence: UInt8 = 1
+        var actions = [machine.packetReceived(ServerPacket.packet(sequence, header), greeting: false)]
+        for column in columns {
+            sequence += 1
+            actions.append(machine.packetReceived(MySQLPacket(sequenceID: sequence, payload: column.payload), greeting: false))
+        }
+        for packet in [ServerPacket.eof(sequence + 1), ServerPacket.packet(sequence + 2, row)] {
+            actions.append(machine.packetReceived(packet, greeting: false))
+        }
+        guard actions.allSatisfy(\.isWait) else { return actions.first { !$0.isWait }! }
+        return machine.packetReceived(ServerPacket.eof(sequence + 3), greeting: false)
+    }
+
+    @Test func mariaDBSkippedColumnDefinitionsUseTheCachedOnes() throws {
+        var machine = authenticatedToMariaDB()
+        #expect(machine.cachesMetadata)
+        let sql = "SELECT data FROM t WHERE sid = ?"
+        let first = loop.makePromise(of: MySQLQueryResult.self)
+        _ = machine.enqueue(MySQLTask(command: .execute(sql, binds: [.string("k")]), promise: first))
+        // PREPARE OK: id 9, 1 column, 1 parameter; the column is named "data" at prepare time.
+        _ = machine.packetReceived(ServerPacket.packet(1, [0, 9, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0]), greeting: false)
+        _ = machine.packetReceived(ServerPacket.column(2, name: "?", type: .varString), greeting: false)
+        _ = machine.packetReceived(ServerPacket.eof(3), greeting: false)
+        _ = machine.packetReceived(ServerPacket.column(4, name: "data", type: .blob), greeting: false)
+        #expect(writes(machine.packetReceived(ServerPacket.eof(5), greeting: false)) == [.execute(statementID: 9, binds: [.string("k")])])
+
+        // First execute: column count 1, metadata follows (1), a definition named "d2".
+        let firstDone = binaryResult(
+            &machine, header: [1, 1], columns: [ServerPacket.column(2, name: "d2", type: .blob)], row: [0, 0, 1, 0x76])
+        guard case .complete(_, .success(let result), _) = firstDone else {
+            Issue.record("expected completion, got \(firstDone)")
+            return
+        }
+        #expect(result.columns.map(\.name) == ["d2"])
+        #expect(result.rows.first?.values == [.string("v")])
+        first.succeed(result)
+
+        // Second execute: metadata skipped (0), no definition, straight to the EOF and the row;
+        // the columns are those the first execute sent.
+        let second = loop.makePromise(of: MySQLQueryResult.self)
+        #expect(
+            writes(machine.enqueue(MySQLTask(command: .execute(sql, binds: [.string("x")]), promise: second)))
+                == [.execute(statementID: 9, binds: [.string("x")])])
+        let secondDone = binaryResult(&machine, header: [1, 0], columns: [], row: [0, 0, 2, 0x77, 0x78])
+        guard case .complete(_, .success(let skipped), _) = secondDone else {
+            Issue.record("expected completion, got \(secondDone)")
+            return
+        }
+        #expect(skipped.columns.map(\.name) == ["d2"])
+        #expect(skipped.rows.first?[column: "d2"] == .string("wx"))
+        second.succeed(skipped)
+
+        // Skipped definitions whose count differs from the cached ones: a protocol error.
+        let third = loop.makePromise(of: MySQLQueryResult.self)
+        _ = machine.enqueue(MySQLTask(command: .execute(sql, binds: [.string("y")]), promise: third))
+        guard case .closeWithError(let error, let promises) = machine.packetReceived(ServerPacket.packet(1, [2, 0]), greeting: false)
+        else {
+            Issue.record("expected the connection to close")
+            return
+        }
+        #expect(error.code == .protocolError)
+        #expect(promises.count == 1)
+        third.fail(error)
+    }
+
+    @Test func mySQLResultSetHasNoMetadataFlag() throws {
+        // Without the capability, the byte after the column count is not read as a flag: a
+        // result set with 1 column sends its definition as always.
+        var machine = authenticated()
+        #expect(!machine.cachesMetadata)
+        let sql = "SELECT ?"
+        let promise = loop.makePromise(of: MySQLQueryResult.self)
+        _ = machine.enqueue(MySQLTask(command: .execute(sql, binds: [.int(1)]), promise: promise))
+        _ = machine.packetReceived(ServerPacket.packet(1, [0, 3, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0]), greeting: false)
+        _ = machine.packetReceived(ServerPacket.column(2, name: "?", type: .longlong), greeting: false)
+        _ = machine.packetReceived(ServerPacket.eof(3), greeting: false)
+        _ = machine.packetReceived(ServerPacket.column(4, name: "?", type: .longlong), greeting: false)
+        _ = machine.packetReceived(ServerPacket.eof(5), greeting: false)
+        let done = binaryResult(
+            &machine, header: [1], columns: [ServerPacket.column(2, name: "n", type: .longlong)], row: [0, 0, 7, 0, 0, 0, 0, 0, 0, 0])
+        guard case .complete(_, .success(let result), _) = done else {
+            Issue.record("expected completion, got \(done)")
+            return
+        }
+        #expect(result.rows.first?[column: "n"] == .int(7))
+        promise.succeed(result)
+    }
+
     func writes(_ action: MySQLConnectionStateMachine.Action) -> [MySQLClientMessage] {
         switch action {
         case .write(let outgoing): return outgoing.map(\.message)

@@ -5,6 +5,9 @@ import NIOCore
 public struct MySQLHandshakeResponse41: Sendable, Hashable {
     /// The client's capabilities.
     public var capabilities: MySQLCapabilities
+    /// MariaDB's extended capabilities the client asks for (sent only to a MariaDB server,
+    /// that is when ``capabilities`` does not contain `CLIENT_MYSQL`).
+    public var mariaDBCapabilities: MySQLMariaDBCapabilities
     /// The largest packet the client wants to receive.
     public var maxPacketSize: UInt32
     /// The collation id of the connection, e.g. 11 (`ascii_general_ci`) or 45 (`utf8mb4_general_ci`).
@@ -21,9 +24,11 @@ public struct MySQLHandshakeResponse41: Sendable, Hashable {
     /// Creates a response.
     public init(
         capabilities: MySQLCapabilities, maxPacketSize: UInt32, collation: UInt8, username: String,
-        authResponse: [UInt8], database: String?, authPluginName: String
+        authResponse: [UInt8], database: String?, authPluginName: String,
+        mariaDBCapabilities: MySQLMariaDBCapabilities = []
     ) {
         self.capabilities = capabilities
+        self.mariaDBCapabilities = mariaDBCapabilities
         self.maxPacketSize = maxPacketSize
         self.collation = collation
         self.username = username
@@ -32,12 +37,15 @@ public struct MySQLHandshakeResponse41: Sendable, Hashable {
         self.authPluginName = authPluginName
     }
 
-    /// Writes the 32-byte prefix (capabilities, max packet size, collation, 23 zero bytes).
+    /// Writes the 32-byte prefix (capabilities, max packet size, collation, 19 zero bytes, then
+    /// MariaDB's extended capabilities or 4 more zero bytes).
     func encodePrefix(into buffer: inout ByteBuffer) {
         buffer.writeInteger(capabilities.rawValue, endianness: .little)
         buffer.writeInteger(maxPacketSize, endianness: .little)
         buffer.writeInteger(collation)
-        buffer.writeRepeatingByte(0, count: 23)
+        buffer.writeRepeatingByte(0, count: 19)
+        let extended = capabilities.contains(.longPassword) ? 0 : mariaDBCapabilities.rawValue
+        buffer.writeInteger(extended, endianness: .little)
     }
 
     /// Writes the `SSLRequest` payload.

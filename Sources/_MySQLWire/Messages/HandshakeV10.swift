@@ -11,6 +11,8 @@ public struct MySQLHandshakeV10: Sendable, Hashable {
     public var scramble: [UInt8]
     /// The server's capabilities.
     public var capabilities: MySQLCapabilities
+    /// MariaDB's extended capabilities (empty for MySQL, whose greeting sets `CLIENT_MYSQL`).
+    public var mariaDBCapabilities: MySQLMariaDBCapabilities
     /// The server's default collation id.
     public var collation: UInt8
     /// The server status.
@@ -24,12 +26,14 @@ public struct MySQLHandshakeV10: Sendable, Hashable {
     /// Creates a greeting.
     public init(
         serverVersion: String, connectionID: UInt32, scramble: [UInt8], capabilities: MySQLCapabilities,
-        collation: UInt8, status: MySQLServerStatus, authPluginName: String?
+        collation: UInt8, status: MySQLServerStatus, authPluginName: String?,
+        mariaDBCapabilities: MySQLMariaDBCapabilities = []
     ) {
         self.serverVersion = serverVersion
         self.connectionID = connectionID
         self.scramble = scramble
         self.capabilities = capabilities
+        self.mariaDBCapabilities = mariaDBCapabilities
         self.collation = collation
         self.status = status
         self.authPluginName = authPluginName
@@ -54,16 +58,23 @@ public struct MySQLHandshakeV10: Sendable, Hashable {
         var status: UInt16 = 0
         var scramble = part1
         var plugin: String?
+        var mariaDB: MySQLMariaDBCapabilities = []
         if buffer.readableBytes > 0 {
             guard let charset = buffer.readInteger(as: UInt8.self),
                 let statusFlags = buffer.readInteger(endianness: .little, as: UInt16.self),
                 let capsHigh = buffer.readInteger(endianness: .little, as: UInt16.self),
                 let authDataLength = buffer.readInteger(as: UInt8.self),
-                buffer.readBytes(length: 10) != nil
+                buffer.readBytes(length: 6) != nil,
+                let extended = buffer.readInteger(endianness: .little, as: UInt32.self)
             else { throw malformed }
             collation = charset
             status = statusFlags
             capabilities.rawValue |= UInt32(capsHigh) << 16
+            // MariaDB (10.2+) puts its extended capabilities in the last 4 reserved bytes and
+            // clears CLIENT_MYSQL; for MySQL they are filler.
+            if !capabilities.contains(.longPassword) {
+                mariaDB = MySQLMariaDBCapabilities(rawValue: extended)
+            }
             if capabilities.contains(.secureConnection) {
                 let length = max(13, Int(authDataLength) - 8)
                 guard var part2 = buffer.readBytes(length: min(length, buffer.readableBytes)) else { throw malformed }
@@ -76,6 +87,7 @@ public struct MySQLHandshakeV10: Sendable, Hashable {
         }
         return MySQLHandshakeV10(
             serverVersion: serverVersion, connectionID: connectionID, scramble: scramble, capabilities: capabilities,
-            collation: collation, status: MySQLServerStatus(rawValue: status), authPluginName: plugin)
+            collation: collation, status: MySQLServerStatus(rawValue: status), authPluginName: plugin,
+            mariaDBCapabilities: mariaDB)
     }
 }

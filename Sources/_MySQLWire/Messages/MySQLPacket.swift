@@ -71,6 +71,21 @@ public struct MySQLCapabilities: OptionSet, Sendable, Hashable {
     public static let deprecateEOF = Self(rawValue: 1 << 24)
 }
 
+/// MariaDB's extended capability flags (bits 32–63 of the capabilities, shifted down by 32): the
+/// last 4 of the greeting's reserved bytes and of the handshake response's filler, used only
+/// when the server does not set `CLIENT_MYSQL` (bit 0, ``MySQLCapabilities/longPassword``).
+public struct MySQLMariaDBCapabilities: OptionSet, Sendable, Hashable {
+    /// The raw flags (capability bit 32 is bit 0 here).
+    public var rawValue: UInt32
+    /// Creates flags.
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// `MARIADB_CLIENT_CACHE_METADATA` (bit 36, MariaDB 10.6+): the column count of a binary
+    /// result set is followed by a byte telling whether the column definitions follow; the
+    /// server skips them while they are unchanged since the prepare or the last execute.
+    public static let cacheMetadata = Self(rawValue: 1 << 4)
+}
+
 /// The server status flags of OK and EOF packets.
 public struct MySQLServerStatus: OptionSet, Sendable, Hashable {
     /// The raw flags.
