@@ -400,7 +400,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
 
     // MARK: - errors
 
-    private func wire<T>(_ body: () async throws -> T) async throws -> T {
+    private nonisolated(nonsending) func wire<T>(_ body: nonisolated(nonsending) () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as MemcachedClientError {
