@@ -26,6 +26,47 @@ public enum MemcachedKeyEscaping {
         }
     }
 
+    /// The escaped form of the non-`nil` parts joined by `:`, written in one pass (no joined
+    /// string first): `escapeJoined(p, n, k, s)` equals `escape("p:n:k:s")`, each `:` becoming `%3A`.
+    public static func escapeJoined(_ first: String?, _ second: String?, _ third: String?, _ fourth: String?) -> String {
+        var parts = (first, second, third, fourth)
+        let capacity =
+            3 * ((first?.utf8.count ?? 0) + (second?.utf8.count ?? 0) + (third?.utf8.count ?? 0) + (fourth?.utf8.count ?? 0) + 3)
+        return String(unsafeUninitializedCapacity: capacity) { target in
+            var count = 0
+            append(&parts.0, into: target, count: &count)
+            append(&parts.1, into: target, count: &count)
+            append(&parts.2, into: target, count: &count)
+            append(&parts.3, into: target, count: &count)
+            return count
+        }
+    }
+
+    /// Escapes `part` into `target` at `count`, after a `%3A` when something was written already.
+    @inline(__always)
+    private static func append(_ part: inout String?, into target: UnsafeMutableBufferPointer<UInt8>, count: inout Int) {
+        guard part != nil else { return }
+        if count > 0 {
+            target[count] = UInt8(ascii: "%")
+            target[count + 1] = UInt8(ascii: "3")
+            target[count + 2] = UInt8(ascii: "A")
+            count += 3
+        }
+        part!.withUTF8 { source in
+            for byte in source {
+                if isUnreserved(byte) {
+                    target[count] = byte
+                    count += 1
+                } else {
+                    target[count] = UInt8(ascii: "%")
+                    target[count + 1] = hexDigit(byte >> 4)
+                    target[count + 2] = hexDigit(byte & 0x0F)
+                    count += 3
+                }
+            }
+        }
+    }
+
     @inline(__always)
     private static func hexDigit(_ nibble: UInt8) -> UInt8 {
         nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "A") + nibble - 10

@@ -164,8 +164,8 @@ public final class MemcachedSessionStore: SessionStore, Service {
     public func set(_ request: SessionSetRequest) async throws {
         try await instrumentation.observe(.set) {
             try request.validate()
-            let recordKey = try escapedKey(naming.recordKey(name: request.name, key: request.key))
-            let oldRecordKey = try request.oldKey.map { try escapedKey(naming.recordKey(name: request.name, key: $0)) }
+            let recordKey = try escapedRecordKey(name: request.name, key: request.key)
+            let oldRecordKey = try request.oldKey.map { try escapedRecordKey(name: request.name, key: $0) }
             let indexKeys = try (request.metadata?.pairs ?? []).map {
                 try escapedKey(naming.indexKey(name: request.name, audience: $0.audience, subject: $0.subject))
             }
@@ -192,7 +192,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
     public func get(name: String, key: String, currentTime: Int) async throws -> String? {
         try await instrumentation.observe(.get) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
-            let recordKey = try escapedKey(naming.recordKey(name: name, key: key))
+            let recordKey = try escapedRecordKey(name: name, key: key)
             return try await wire {
                 let meta = try await client.meta(.metaGet(key: recordKey, flags: Self.returnValue))
                 switch meta.status {
@@ -207,7 +207,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
     public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
         try await instrumentation.observe(.delete) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
-            let recordKey = try escapedKey(naming.recordKey(name: name, key: key))
+            let recordKey = try escapedRecordKey(name: name, key: key)
             let indexKeys = try (metadata?.pairs ?? []).map {
                 try escapedKey(naming.indexKey(name: name, audience: $0.audience, subject: $0.subject))
             }
@@ -267,6 +267,19 @@ public final class MemcachedSessionStore: SessionStore, Service {
 
     private func escapedKey(_ key: String) throws -> String {
         try Self.memcachedKey(key)
+    }
+
+    /// `escapedKey(naming.recordKey(name:key:))` in one pass.
+    func escapedRecordKey(name: String, key: String) throws -> String {
+        let escaped = MemcachedKeyEscaping.escapeJoined(naming.prefix, name, key, naming.suffix)
+        guard escaped.utf8.count <= MemcachedKey.maximumLength else {
+            throw SessionStoreError(
+                .keyTooLong,
+                message: "the escaped key is \(escaped.utf8.count) bytes, over memcached's limit of \(MemcachedKey.maximumLength)",
+                backend: "memcached"
+            )
+        }
+        return escaped
     }
 
     // MARK: - rotation
@@ -400,7 +413,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
 
     // MARK: - errors
 
-    private func wire<T>(_ body: () async throws -> T) async throws -> T {
+    private nonisolated(nonsending) func wire<T>(_ body: nonisolated(nonsending) () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as MemcachedClientError {

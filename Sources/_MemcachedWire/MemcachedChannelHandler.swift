@@ -85,7 +85,10 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
             }
             logger.trace("memcached request", metadata: ["memcached_command": .string(request.commandName)])
             if buffer == nil {
-                buffer = context.channel.allocator.buffer(capacity: tasks.count * 320 + Self.estimatedSize(request))
+                // room for the whole batch at once: a batch of sets never regrows (and copies) the buffer
+                var capacity = 0
+                for task in tasks { capacity += Self.estimatedSize(task.request) }
+                buffer = context.channel.allocator.buffer(capacity: capacity)
             }
             encoder.encode(request, opaque: opaque, into: &buffer!)
             if wasIdle {
@@ -246,6 +249,8 @@ final class MemcachedChannelHandler: ChannelDuplexHandler {
         run(stateMachine.sendTimedOut(), context: context)
     }
 
+    /// An upper bound of the encoded size for common requests (a header with a key of at
+    /// most 250 bytes and a few flags), plus the value of a set.
     private static func estimatedSize(_ request: MemcachedRequest) -> Int {
         if case .metaSet(_, let value, _) = request { return value.readableBytes + 320 }
         return 320

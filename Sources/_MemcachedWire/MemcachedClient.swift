@@ -119,7 +119,7 @@ public final class MemcachedClient: MemcachedCommands, Service, Sendable {
 
     /// Sends a request to the server that holds its key (`mn` and `stats` go to the first
     /// server). The key is validated first; nothing is sent for an invalid key.
-    public func execute(_ request: MemcachedRequest) async throws -> MemcachedResponse {
+    public nonisolated(nonsending) func execute(_ request: MemcachedRequest) async throws -> MemcachedResponse {
         try request.validate()
         let index = request.key.map(ring.server(for:)) ?? 0
         return try await servers[index].execute(request)
@@ -252,7 +252,9 @@ final class ServerPool: Sendable {
         }
     }
 
-    func execute(_ request: MemcachedRequest) async throws -> MemcachedResponse {
+    // Runs on the caller's executor (no hop to the global executor on entry and on return):
+    // the common path is one lock and the request's one suspension, for its reply.
+    nonisolated(nonsending) func execute(_ request: MemcachedRequest) async throws -> MemcachedResponse {
         let running = active.add(1, ordering: .relaxed).newValue
         defer { active.subtract(1, ordering: .relaxed) }
         if let backlog, running > capacity + backlog {
@@ -261,28 +263,25 @@ final class ServerPool: Sendable {
                 message: "every connection is busy and the backlog of \(backlog) waiting requests is full"
             )
         }
-        let connection = try await acquire()
+        var retired: [Lease] = []
+        let action = dispatcher.withLock { $0.acquire(retired: &retired) }
+        for lease in retired { lease.release() }
+        let connection: MemcachedConnection
+        switch action {
+        case .use(let kept):
+            connection = kept
+        case .lease:
+            connection = try await leaseConnection()
+        case .mustWait:
+            connection = try await waitInLine()
+        case .shutDown, .queued, .cancelled:
+            throw Self.shutdownError
+        }
         defer { release(connection) }
         return try await connection.send(request)
     }
 
     // MARK: dispatching
-
-    private func acquire() async throws -> MemcachedConnection {
-        var retired: [Lease] = []
-        let action = dispatcher.withLock { $0.acquire(retired: &retired) }
-        for lease in retired { lease.release() }
-        switch action {
-        case .use(let connection):
-            return connection
-        case .lease:
-            return try await leaseConnection()
-        case .mustWait:
-            return try await waitInLine()
-        case .shutDown, .queued, .cancelled:
-            throw Self.shutdownError
-        }
-    }
 
     private func release(_ connection: MemcachedConnection) {
         var retired: [Lease] = []

@@ -5,7 +5,7 @@ import NIOCore
 public protocol MemcachedCommands: Sendable {
     /// Sends one request and returns its reply. Error replies are thrown as
     /// ``MemcachedClientError``; nothing is sent when the key is invalid.
-    func execute(_ request: MemcachedRequest) async throws -> MemcachedResponse
+    nonisolated(nonsending) func execute(_ request: MemcachedRequest) async throws -> MemcachedResponse
 }
 
 /// An item read by ``MemcachedCommands/get(_:)``.
@@ -43,7 +43,7 @@ public enum MemcachedTTL: Sendable, Hashable {
 
 extension MemcachedCommands {
     /// Reads an item with its flags, CAS token and TTL (`mg <key> v f c t`); `nil` on a miss.
-    public func get(_ key: String) async throws -> MemcachedItem? {
+    public nonisolated(nonsending) func get(_ key: String) async throws -> MemcachedItem? {
         let meta = try await meta(.metaGet(key: key, flags: [.returnValue, .returnClientFlags, .returnCAS, .returnTTL]))
         switch meta.status {
         case .value:
@@ -62,13 +62,13 @@ extension MemcachedCommands {
     }
 
     /// Stores an item unconditionally (`ms <key> <len> T F`).
-    public func set(_ key: String, value: ByteBuffer, expiration: MemcachedExpiration, clientFlags: UInt32 = 0) async throws {
+    public nonisolated(nonsending) func set(_ key: String, value: ByteBuffer, expiration: MemcachedExpiration, clientFlags: UInt32 = 0) async throws {
         let meta = try await meta(.metaSet(key: key, value: value, flags: [.ttl(expiration), .clientFlags(clientFlags)]))
         guard meta.status == .headerOnly else { throw Self.unexpected(meta) }
     }
 
     /// Stores an item only if the key is absent (`ms … ME`); `false` if it exists.
-    public func add(_ key: String, value: ByteBuffer, expiration: MemcachedExpiration, clientFlags: UInt32 = 0) async throws -> Bool {
+    public nonisolated(nonsending) func add(_ key: String, value: ByteBuffer, expiration: MemcachedExpiration, clientFlags: UInt32 = 0) async throws -> Bool {
         let meta = try await meta(
             .metaSet(key: key, value: value, flags: [.ttl(expiration), .clientFlags(clientFlags), .setMode(.add)])
         )
@@ -81,7 +81,7 @@ extension MemcachedCommands {
 
     /// Appends to an existing item, atomically on the server (`ms … MA`); `false` if the key
     /// is absent. The item keeps its TTL.
-    public func append(_ key: String, value: ByteBuffer) async throws -> Bool {
+    public nonisolated(nonsending) func append(_ key: String, value: ByteBuffer) async throws -> Bool {
         let meta = try await meta(.metaSet(key: key, value: value, flags: [.setMode(.append)]))
         switch meta.status {
         case .headerOnly: return true
@@ -111,7 +111,7 @@ extension MemcachedCommands {
 
     /// Deletes an item (`md`); `false` if it was absent.
     @discardableResult
-    public func delete(_ key: String) async throws -> Bool {
+    public nonisolated(nonsending) func delete(_ key: String) async throws -> Bool {
         let meta = try await meta(.metaDelete(key: key, flags: []))
         switch meta.status {
         case .headerOnly: return true
@@ -121,7 +121,7 @@ extension MemcachedCommands {
     }
 
     /// Deletes an item only if its CAS token still is `cas` (`md … C<cas>`).
-    public func compareAndDelete(_ key: String, cas: UInt64) async throws -> MemcachedCASResult {
+    public nonisolated(nonsending) func compareAndDelete(_ key: String, cas: UInt64) async throws -> MemcachedCASResult {
         let meta = try await meta(.metaDelete(key: key, flags: [.compareCAS(cas)]))
         switch meta.status {
         case .headerOnly: return .stored
@@ -133,7 +133,7 @@ extension MemcachedCommands {
 
     /// Sets a new expiration on an existing item (`mg <key> T`); `false` if it is absent.
     @discardableResult
-    public func touch(_ key: String, expiration: MemcachedExpiration) async throws -> Bool {
+    public nonisolated(nonsending) func touch(_ key: String, expiration: MemcachedExpiration) async throws -> Bool {
         let meta = try await meta(.metaGet(key: key, flags: [.ttl(expiration)]))
         switch meta.status {
         case .headerOnly: return true
@@ -143,7 +143,7 @@ extension MemcachedCommands {
     }
 
     /// The remaining lifetime of an item (`mg <key> t`); `nil` if it is absent.
-    public func remainingTTL(_ key: String) async throws -> MemcachedTTL? {
+    public nonisolated(nonsending) func remainingTTL(_ key: String) async throws -> MemcachedTTL? {
         let meta = try await meta(.metaGet(key: key, flags: [.returnTTL]))
         switch meta.status {
         case .headerOnly:
@@ -157,7 +157,7 @@ extension MemcachedCommands {
     }
 
     /// Increments a counter (`ma <key> v D<delta>`); `nil` if it is absent.
-    public func increment(_ key: String, by delta: UInt64 = 1) async throws -> UInt64? {
+    public nonisolated(nonsending) func increment(_ key: String, by delta: UInt64 = 1) async throws -> UInt64? {
         let meta = try await meta(.metaArithmetic(key: key, flags: [.returnValue, .delta(delta)]))
         switch meta.status {
         case .value:
@@ -173,13 +173,13 @@ extension MemcachedCommands {
     }
 
     /// Round trip with no effect (`mn`).
-    public func noOp() async throws {
+    public nonisolated(nonsending) func noOp() async throws {
         let meta = try await meta(.metaNoOp)
         guard meta.status == .noOp else { throw Self.unexpected(meta) }
     }
 
     /// The server's statistics (`stats` or `stats <group>`).
-    public func stats(_ group: String? = nil) async throws -> [String: String] {
+    public nonisolated(nonsending) func stats(_ group: String? = nil) async throws -> [String: String] {
         switch try await execute(.stats(group: group)) {
         case .stats(let statistics):
             return statistics
@@ -191,7 +191,7 @@ extension MemcachedCommands {
     }
 
     /// Runs a meta request and returns its meta reply (error replies are thrown).
-    public func meta(_ request: MemcachedRequest) async throws -> MemcachedMetaResponse {
+    public nonisolated(nonsending) func meta(_ request: MemcachedRequest) async throws -> MemcachedMetaResponse {
         switch try await execute(request) {
         case .meta(let meta):
             return meta

@@ -42,6 +42,10 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
         var scheduled = false
     }
 
+    /// The array the last drain took out of the outbox, emptied and swapped back in by the
+    /// next drain: the two arrays keep their capacity, so handing requests over allocates nothing.
+    private let spare: NIOLoopBoundBox<[MemcachedTask]>
+
     /// The channel's ``MemcachedChannelHandler``, looked up once on the event loop.
     private let handler: NIOLoopBoundBox<MemcachedChannelHandler?>
 
@@ -50,6 +54,7 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
         self.address = address
         self.channel = channel
         self.handler = NIOLoopBoundBox.makeEmptyBox(valueType: MemcachedChannelHandler.self, eventLoop: channel.eventLoop)
+        self.spare = NIOLoopBoundBox.makeBoxSendingValue([], eventLoop: channel.eventLoop)
     }
 
     /// Connects to `address`.
@@ -138,13 +143,13 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
 
     /// Sends one request and waits for its reply. The key is validated first: an invalid
     /// key throws ``MemcachedClientError/Code/invalidKey`` (or `keyTooLong`) and nothing is sent.
-    public func execute(_ request: MemcachedRequest) async throws -> MemcachedResponse {
+    public nonisolated(nonsending) func execute(_ request: MemcachedRequest) async throws -> MemcachedResponse {
         try request.validate()
         return try await send(request)
     }
 
     /// Sends a request that was validated already and waits for its reply.
-    func send(_ request: MemcachedRequest) async throws -> MemcachedResponse {
+    nonisolated(nonsending) func send(_ request: MemcachedRequest) async throws -> MemcachedResponse {
         try await withUnsafeThrowingContinuation { (reply: MemcachedReply) in
             // Concurrent callers share the connection: their requests are queued here and
             // written together by one task on the event loop, so a burst of requests costs
@@ -163,10 +168,15 @@ public final class MemcachedConnection: PooledConnection, MemcachedCommands, Sen
     }
 
     private func drainOutbox() {
-        let tasks = outbox.withLock { outbox -> [MemcachedTask] in
+        var tasks = spare.value
+        spare.value = []
+        outbox.withLock { outbox in
             outbox.scheduled = false
-            defer { outbox.tasks.removeAll(keepingCapacity: true) }
-            return outbox.tasks
+            swap(&tasks, &outbox.tasks)
+        }
+        defer {
+            tasks.removeAll(keepingCapacity: true)
+            spare.value = tasks
         }
         if handler.value == nil {
             handler.value = try? channel.pipeline.syncOperations.handler(type: MemcachedChannelHandler.self)

@@ -33,6 +33,8 @@ public struct MemcachedRequestEncoder: Sendable {
         }
     }
 
+    /// Writes `<command> <key>[ <length>][ <flag>]*[ O<opaque>]\r\n` with one write into the
+    /// buffer (one capacity check, no intermediate strings).
     private func writeMeta(
         _ command: StaticString,
         key: String,
@@ -41,22 +43,58 @@ public struct MemcachedRequestEncoder: Sendable {
         opaque: String?,
         into buffer: inout ByteBuffer
     ) {
-        buffer.writeStaticString(command)
-        buffer.writeStaticString(" ")
-        buffer.writeString(key)
-        if let length {
-            buffer.writeStaticString(" ")
-            buffer.writeString(String(length))
+        var key = key
+        // command, space, key, space + 20 digits, " O" + opaque, CRLF; each flag: space + character + token
+        var bound = command.utf8CodeUnitCount + 1 + key.utf8.count + 21 + 2 + (opaque?.utf8.count ?? 0) + 2
+        for flag in flags { bound += 1 + flag.character.utf8.count + (flag.token?.utf8.count ?? 0) }
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { target in
+            var count = 0
+            func put(_ byte: UInt8) {
+                target[count] = byte
+                count += 1
+            }
+            func put<Bytes: Sequence<UInt8>>(_ bytes: Bytes) {
+                for byte in bytes { put(byte) }
+            }
+            command.withUTF8Buffer { put($0) }
+            put(UInt8(ascii: " "))
+            key.withUTF8 { source in
+                UnsafeMutableRawBufferPointer(rebasing: target[count..<count + source.count]).copyMemory(from: UnsafeRawBufferPointer(source))
+                count += source.count
+            }
+            if let length {
+                put(UInt8(ascii: " "))
+                Self.writeDecimal(length, into: target, at: &count)
+            }
+            for flag in flags {
+                put(UInt8(ascii: " "))
+                put(flag.character.utf8)
+                if let token = flag.token { put(token.utf8) }
+            }
+            if let opaque {
+                put(UInt8(ascii: " "))
+                put(UInt8(ascii: "O"))
+                put(opaque.utf8)
+            }
+            put(UInt8(ascii: "\r"))
+            put(UInt8(ascii: "\n"))
+            return count
         }
-        for flag in flags {
-            buffer.writeStaticString(" ")
-            buffer.writeString(String(flag.character))
-            if let token = flag.token { buffer.writeString(token) }
+    }
+
+    /// Writes a non-negative integer's decimal digits at `count`.
+    private static func writeDecimal(_ value: Int, into target: UnsafeMutableRawBufferPointer, at count: inout Int) {
+        var digits = 1
+        var rest = value / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
         }
-        if let opaque {
-            buffer.writeStaticString(" O")
-            buffer.writeString(opaque)
+        var remaining = value
+        for position in stride(from: count + digits - 1, through: count, by: -1) {
+            target[position] = UInt8(ascii: "0") + UInt8(remaining % 10)
+            remaining /= 10
         }
-        buffer.writeStaticString("\r\n")
+        count += digits
     }
 }

@@ -16,6 +16,23 @@ struct MemcachedStoreTests {
         #expect(MemcachedKeyEscaping.unescape("a%20b%0D%0A%25%2F%C3%A9") == "a b\r\n%/é")
     }
 
+    /// The one-pass escaping of a record key gives what escaping the joined key gives, with
+    /// and without a prefix and a suffix, for ASCII, reserved and non-ASCII parts.
+    @Test(arguments: [
+        (nil, nil), ("sessions", nil), (nil, "tail"), ("p re", "s:uf"), ("é", "~_.-"),
+    ] as [(String?, String?)])
+    func escapedJoinEqualsEscapingTheJoinedKey(prefix: String?, suffix: String?) {
+        let naming = SessionKeyNaming(prefix: prefix, suffix: suffix)
+        for (name, key) in [("session", "AAEC-_.~"), ("a b", "k:ey%"), ("naïve", String(repeating: "x", count: 43)), ("s", "")] {
+            #expect(
+                MemcachedKeyEscaping.escapeJoined(naming.prefix, name, key, naming.suffix)
+                    == MemcachedKeyEscaping.escape(naming.recordKey(name: name, key: key))
+            )
+        }
+        #expect(MemcachedKeyEscaping.escapeJoined(nil, nil, nil, nil) == "")
+        #expect(MemcachedKeyEscaping.escapeJoined(nil, "a", nil, "b") == "a%3Ab")
+    }
+
     @Test func recordAndIndexLayout() async throws {
         try await withStore(try Env.configuration(.tcp, prefix: "layout")) { store in
             let t = Self.now

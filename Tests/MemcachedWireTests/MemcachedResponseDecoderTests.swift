@@ -93,6 +93,20 @@ struct MemcachedRequestEncoderTests {
         #expect(encode(.stats(group: "slabs")) == "stats slabs\r\n")
     }
 
+    /// The header is written in one pass: value lengths of every digit count, the longest key,
+    /// many flags and a long opaque token land byte for byte, after what the buffer held.
+    @Test(arguments: [0, 7, 10, 99, 1024, 65_536, 1 << 20])
+    func encodesLengthsKeysAndFlagsInOnePass(length: Int) {
+        let key = String(repeating: "k", count: MemcachedKey.maximumLength)
+        let value = ByteBuffer(repeating: UInt8(ascii: "v"), count: length)
+        let flags: [MemcachedRequestFlag] = [.ttl(.seconds(3600)), .clientFlags(UInt32.max), .compareCAS(UInt64.max), .setMode(.add), .returnCAS]
+        var buffer = ByteBuffer(string: "before")
+        MemcachedRequestEncoder().encode(.metaSet(key: key, value: value, flags: flags), opaque: "4294967295", into: &buffer)
+        let expected = "beforems \(key) \(length) T3600 F\(UInt32.max) C\(UInt64.max) ME c O4294967295\r\n"
+            + String(repeating: "v", count: length) + "\r\n"
+        #expect(String(buffer: buffer) == expected)
+    }
+
     @Test func expirations() {
         #expect(MemcachedExpiration.after(60, now: 1_800_000_000) == .seconds(60))
         #expect(MemcachedExpiration.after(40 * 86400, now: 1_800_000_000) == .unixTime(1_800_000_000 + 40 * 86400))
