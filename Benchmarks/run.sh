@@ -67,18 +67,37 @@ SQL
 \set id random(1, 10000)
 INSERT INTO sessions (sid, name, data, exp) VALUES (lpad(:id::text, 43, '0'), 'session', repeat('v', 1024), to_timestamp(extract(epoch from now())::bigint + 3600)) ON CONFLICT (sid) DO UPDATE SET name = EXCLUDED.name, data = EXCLUDED.data, exp = EXCLUDED.exp;
 SQL
-    echo "| load | pgbench tps | PostgresSessionStore ops/s | ratio | our p50 µs | our p99 µs |"
-    echo "| --- | --- | --- | --- | --- | --- |"
+    # CPU per operation: pgbench's own (time), ours (storage-bench), and the server's: the
+    # postmaster's process tree (every backend is its child; exited backends count through its
+    # cutime/cstime).
+    pm=$(head -1 "$SERVICES_ROOT/pg/data/postmaster.pid")
+    server_ticks() {
+        local t f c
+        read -ra f < <(sed 's/.*) //' "/proc/$pm/stat")
+        t=$((f[11] + f[12] + f[13] + f[14]))
+        for c in $(pgrep -P "$pm"); do
+            read -ra f < <(sed 's/.*) //' "/proc/$c/stat" 2>/dev/null) && t=$((t + f[11] + f[12]))
+        done
+        echo "$t"
+    }
+    echo "| load | pgbench tps | PostgresSessionStore ops/s | ratio | our p50 µs | our p99 µs | CPU µs/op pgbench + server | CPU µs/op ours + server |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
     for op in get set; do
         script=$dir/select.sql mix=get=100
         [[ $op == set ]] && script=$dir/upsert.sql mix=set=100
-        ref=$(pgbench -n -c 16 -j 2 -T "$seconds" -M prepared -f "$script" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" "$PG_DATABASE" 2>&1)
-        echo "$ref" | tail -3 >&2
+        t0=$(server_ticks)
+        ref=$({ /usr/bin/time -f "CPU %U %S" pgbench -n -c 16 -j 2 -T "$seconds" -M prepared -f "$script" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" "$PG_DATABASE"; } 2>&1)
+        t1=$(server_ticks)
+        echo "$ref" | tail -4 >&2
         ref_tps=$(sed -n 's/^tps = \([0-9]*\).*/\1/p' <<<"$ref" | head -1)
+        ref_n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$ref")
+        ref_cpu=$(awk -v l="$(grep '^CPU ' <<<"$ref")" -v n="$ref_n" -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" \
+            'BEGIN { split(l, f, " "); printf "%.0f + %.0f", (f[2] + f[3]) * 1e6 / n, (b - a) * 1e6 / hz / n }')
         a=$("$bench" --backend postgres --port "$PG_PORT" --user "$PG_USER" --password "$PG_PASSWORD" --database "$PG_DATABASE" \
-            --tasks 16 --pool-size 16 --seconds "$seconds" --mix "$mix" --keys 10000 --numeric-keys)
+            --tasks 16 --pool-size 16 --seconds "$seconds" --mix "$mix" --keys 10000 --numeric-keys --server-pid "$pm")
         echo "$a" >&2
-        echo "| $op (1 KiB), 16 concurrent | $ref_tps | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_tps")× | $(field p50_us "$a") | $(field p99_us "$a") |"
+        our_cpu=$(awk -v c="$(field cpu_ns_per_op "$a")" -v s="$(field server_cpu_ns_per_op "$a")" 'BEGIN { printf "%.0f + %.0f", c / 1000, s / 1000 }')
+        echo "| $op (1 KiB), 16 concurrent | $ref_tps | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_tps")× | $(field p50_us "$a") | $(field p99_us "$a") | $ref_cpu | $our_cpu |"
     done
     rm -rf "$dir"
     ;;

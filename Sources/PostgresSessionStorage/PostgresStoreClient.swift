@@ -2,6 +2,7 @@ import _ConnectionPoolModule
 import _PoolLease
 import Logging
 import NIOCore
+import NIOPosix
 import PostgresNIO
 import ServiceLifecycle
 import SessionStorage
@@ -27,7 +28,9 @@ import Synchronization
 ///
 /// Nothing outlives an operation: the caller's own task leases (from the leases kept between
 /// operations, or resumed by the pool), runs the statements (resumed by the connection's event
-/// loop) and hands the connection back.
+/// loop) and hands the connection back. A caller that runs on one of the group's event loops
+/// (NIO's event loops as Swift concurrency's global executor) gets a kept connection of its own
+/// event loop when there is one, and its statements are then written without a thread hop.
 final class PostgresStoreClient: Sendable {
     typealias Pool = ConnectionPool<
         StoreConnection, Int, ConnectionIDGenerator, PoolLeaseRequest<StoreConnection>, Int,
@@ -87,7 +90,7 @@ final class PostgresStoreClient: Sendable {
         ) { id, pool in
             do {
                 let connection = try await PostgresConnection.connect(
-                    on: eventLoopGroup.any(), configuration: configuration, id: id, logger: logger)
+                    on: eventLoopGroup.next(), configuration: configuration, id: id, logger: logger)
                 return ConnectionAndMetadata(connection: StoreConnection(connection), maximalStreamsOnConnection: 1)
             } catch {
                 let mapped = PostgresErrorMapping.map(error, phase: .connect)
@@ -144,7 +147,10 @@ final class PostgresStoreClient: Sendable {
         }
 
         let lease: ConnectionLease<StoreConnection>
-        if let kept = cache.take() {
+        // A connection of the caller's own event loop first (a caller running on one, e.g. with
+        // NIO's event loops as the global executor): its statements then need no thread hop.
+        let current = MultiThreadedEventLoopGroup.currentEventLoop
+        if let kept = cache.take(preferring: current.map { eventLoop in { $0.postgres.eventLoop === eventLoop } }) {
             lease = kept
         } else {
             defer { cache.doneWaiting() }
@@ -384,7 +390,8 @@ struct LeasedConnection: Sendable {
         let eventLoop = postgres.eventLoop
         let deadline = self.deadline
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
-            eventLoop.execute {
+            // Started at once when the caller already runs on the connection's event loop.
+            eventLoop.executeOrRun {
                 guard !postgres.isClosed else {
                     continuation.resume(throwing: PostgresErrorMapping.error(
                         .connectionClosed, "the connection closed before the statement was sent"))
@@ -411,6 +418,17 @@ struct LeasedConnection: Sendable {
                     }
                 }
             }
+        }
+    }
+}
+
+extension EventLoop {
+    /// Runs `work` now when called on this event loop, else enqueues it there.
+    fileprivate func executeOrRun(_ work: @escaping @Sendable () -> Void) {
+        if inEventLoop {
+            work()
+        } else {
+            execute(work)
         }
     }
 }

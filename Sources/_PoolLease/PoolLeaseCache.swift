@@ -49,9 +49,21 @@ public final class PoolLeaseCache<Connection: PooledConnection>: Sendable {
     /// counted as waiting for the pool until it calls ``doneWaiting()`` (always, whatever the
     /// pool answers).
     public func take() -> ConnectionLease<Connection>? {
+        take(preferring: nil)
+    }
+
+    /// Like ``take()``, but the most recently kept lease whose connection satisfies `preferred`
+    /// comes first (e.g. a connection on the caller's own event loop, so that its statements
+    /// need no thread hop); without one, the most recently kept lease.
+    public func take(preferring preferred: ((Connection) -> Bool)?) -> ConnectionLease<Connection>? {
         var closed: [ConnectionLease<Connection>] = []
         defer { for lease in closed { lease.release() } }
         return state.withLock { state -> ConnectionLease<Connection>? in
+            if let preferred,
+                let index = state.kept.lastIndex(where: { preferred($0.lease.connection) && !isClosed($0.lease.connection) })
+            {
+                return state.kept.remove(at: index).lease
+            }
             while let entry = state.kept.popLast() {
                 if isClosed(entry.lease.connection) {
                     closed.append(entry.lease)

@@ -47,6 +47,26 @@ struct PoolLeaseCacheTests {
         #expect(released.all.isEmpty)
     }
 
+    @Test("a preferred connection (the caller's event loop) comes first; else the most recent; closed ones never")
+    func preferring() {
+        let cache = makeCache()
+        let released = Released()
+        let dead = FakeConnection(id: 4)
+        for id in 1...3 { cache.put(released.lease(FakeConnection(id: id))) }
+        cache.put(released.lease(dead))
+        dead.close()
+        let odd: (FakeConnection) -> Bool = { $0.id % 2 == 1 }
+        #expect(cache.take(preferring: odd)?.connection.id == 3)
+        #expect(cache.take(preferring: odd)?.connection.id == 1)
+        // no odd one left: the most recent open one (the dead one is handed back)
+        #expect(cache.take(preferring: odd)?.connection.id == 2)
+        #expect(released.all == [4])
+        #expect(cache.take(preferring: odd) == nil)
+        cache.doneWaiting()
+        cache.put(released.lease(FakeConnection(id: 5)))
+        #expect(cache.take(preferring: nil)?.connection.id == 5)
+    }
+
     @Test("while a caller waits for the pool, a lease goes back to the pool (to that caller)")
     func waiterGetsIt() {
         let cache = makeCache()

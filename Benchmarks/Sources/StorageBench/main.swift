@@ -1,5 +1,7 @@
 import Foundation
 import Histogram
+import NIOCore
+import NIOPosix
 import MemcachedSessionStorage
 import MySQLSessionStorage
 import PostgresSessionStorage
@@ -33,6 +35,14 @@ struct Options {
     var database = "sessdb"
     /// `host:port,host:port,…` of a Redis Cluster
     var nodes = ""
+    /// A local server's PID (PostgreSQL: the postmaster) whose process tree's CPU time per
+    /// operation is printed too.
+    var serverPID: Int32?
+    /// Event loop threads of the store's own group (PostgreSQL); `nil`: the singleton group.
+    var eventLoops: Int?
+    /// Runs Swift concurrency's global executor on NIO's singleton event loops
+    /// (`NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor`).
+    var nioExecutor = false
 
     static func parse(_ arguments: [String]) -> Options {
         var options = Options()
@@ -59,6 +69,9 @@ struct Options {
             case "--password": options.password = next()
             case "--database": options.database = next()
             case "--nodes": options.nodes = next()
+            case "--server-pid": options.serverPID = Int32(next())!
+            case "--event-loops": options.eventLoops = Int(next())!
+            case "--nio-executor": options.nioExecutor = true
             case "--mix":
                 // e.g. get=90,set=10,rotate=0,read_metadata=0
                 options.getPercent = 0
@@ -82,7 +95,10 @@ struct Options {
                                          [--user U] [--password P] [--database D]
                     --numeric-keys: keys are the index zero-padded to 43 digits (pgbench's keys) [--tasks N] [--seconds S]
                                          [--warmup S] [--value-bytes B] [--keys K] [--label L]
-                                         [--mix get=90,set=10,rotate=0,read_metadata=0]
+                                         [--mix get=90,set=10,rotate=0,read_metadata=0] [--server-pid PID]
+                    --event-loops N: the PostgreSQL store on its own group of N event loops
+                    --nio-executor: Swift concurrency's global executor on NIO's event loops
+                    --server-pid: also print the CPU time per operation of that local server's process tree
                     Prints one line: RESULT label=… ops_per_sec=… p50_us=… p99_us=… p999_us=… errors=…
                     """)
                 exit(0)
@@ -143,7 +159,10 @@ func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () as
         configuration.password = options.password
         configuration.database = options.database
         configuration.poolSize = options.poolSize
-        let store = try PostgresSessionStore(configuration: configuration)
+        let store = try PostgresSessionStore(
+            configuration: configuration,
+            eventLoopGroup: options.eventLoops.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) }
+                ?? MultiThreadedEventLoopGroup.singleton)
         prepare = { try await store.migrate() }
         return (StoreTarget(store: store), { await store.run() })
     default:
@@ -185,6 +204,9 @@ struct TaskResult: Sendable {
 }
 
 let options = Options.parse(CommandLine.arguments)
+if options.nioExecutor {
+    precondition(NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor())
+}
 let (target, service) = try makeTarget(options)
 let serviceTask = service.map { run in Task { try await run() } }
 try await prepare?()
@@ -275,11 +297,14 @@ func cpuSeconds() -> Double {
     return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
         + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
 }
+let server = options.serverPID.map(ServerCPU.init)
+let serverStart = server?.sample()
 let cpuStart = cpuSeconds()
 let started = ContinuousClock.now
 let results = await runLoad(seconds: options.seconds, record: true)
 let elapsed = started.duration(to: .now)
 let cpuUsed = cpuSeconds() - cpuStart
+let serverEnd = server?.sample()
 var merged = TaskResult()
 for result in results {
     merged.histogram.add(result.histogram)
@@ -294,9 +319,15 @@ func micros(_ percentile: Double) -> String {
     String(format: "%.1f", Double(histogram.valueAtPercentile(percentile)) / 1000)
 }
 let label = options.label ?? "\(options.backend)-t\(options.tasks)"
+var serverText = ""
+if let serverStart, let serverEnd {
+    let nanos = (serverEnd.seconds - serverStart.seconds) * 1e9 / Double(max(merged.operations, 1))
+    serverText = " server_cpu_ns_per_op=\(Int(nanos)) server_children=\(serverEnd.children)"
+}
+let cpuText = "cpu_ns_per_op=\(Int(cpuUsed * 1e9 / Double(max(merged.operations, 1))))"
 print(
     "RESULT label=\(label) backend=\(options.backend) tasks=\(options.tasks) ops=\(merged.operations) "
         + "seconds=\(String(format: "%.2f", seconds)) ops_per_sec=\(Int(opsPerSecond)) "
         + "p50_us=\(micros(50)) p99_us=\(micros(99)) p999_us=\(micros(99.9)) errors=\(merged.errors) "
-        + "cpu_ns_per_op=\(Int(cpuUsed * 1e9 / Double(max(merged.operations, 1))))")
+        + cpuText + serverText)
 serviceTask?.cancel()
