@@ -7,6 +7,7 @@ import SessionStorage
 //
 //   session-bench [--storage cookie|memory] [--tasks N] [--seconds S] [--data-bytes B]
 
+let usage = "usage: session-bench [--storage cookie|memory] [--tasks N] [--seconds S] [--data-bytes B]"
 var storageKind = "cookie"
 var tasks = 1
 var seconds = 5.0
@@ -22,7 +23,12 @@ while let argument = arguments.next() {
     case "--tasks": tasks = Int(next())!
     case "--seconds": seconds = Double(next())!
     case "--data-bytes": dataBytes = Int(next())!
-    default: fatalError("unknown argument \(argument); usage: session-bench [--storage cookie|memory] [--tasks N] [--seconds S] [--data-bytes B]")
+    case "--help", "-h":
+        print(usage)
+        exit(0)
+    default:
+        FileHandle.standardError.write(Data("unknown argument \(argument)\n\(usage)\n".utf8))
+        exit(2)
     }
 }
 
