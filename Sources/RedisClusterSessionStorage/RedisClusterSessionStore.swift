@@ -155,7 +155,7 @@ public struct RedisClusterSessionStore: SessionStore, Service {
         if case .error(let error) = reply {
             throw RedisClientError(.serverError, message: "a command of the transaction failed", serverError: error)
         }
-        if command.name == "SET", reply.string != "OK" {
+        if command.name == "SET", !reply.isOK {
             throw SessionStoreError(.protocolError, message: "expected OK, got \(reply)", backend: backend)
         }
     }

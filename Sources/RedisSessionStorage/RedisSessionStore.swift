@@ -110,7 +110,7 @@ public struct RedisSessionStore: SessionStore, Service {
     // MARK: replies and errors
 
     private static func expectOK(_ reply: RESPValue) throws {
-        guard reply.string == "OK" else {
+        guard reply.isOK else {
             throw SessionStoreError(.protocolError, message: "expected OK, got \(reply)", backend: "redis")
         }
     }

@@ -145,6 +145,50 @@ struct RESPEncoderTests {
         #expect(second?.array?[1].bytes?.readableBytes == 6)
     }
 
+    @Test func everyKindOfArgumentIsEncodedExactly() {
+        // A reference encoding built from text, against the encoder's single-pass one.
+        func reference(_ name: String, _ arguments: [String]) -> String {
+            var text = "*\(arguments.count + 1)\r\n$\(name.utf8.count)\r\n\(name)\r\n"
+            for argument in arguments { text += "$\(argument.utf8.count)\r\n\(argument)\r\n" }
+            return text
+        }
+        let long = String(repeating: "x", count: 1024)
+        let cases: [(RedisCommand, String)] = [
+            (RedisCommand("PING"), reference("PING", [])),
+            (RedisCommand("ZADD", ["k", .init(-1), .init(0), .init(Int.min), .init(Int.max), .init(1_000_000)]),
+             reference("ZADD", ["k", "-1", "0", "\(Int.min)", "\(Int.max)", "1000000"])),
+            (RedisCommand("DEL", (0..<12).map { .init("key\($0)") }), reference("DEL", (0..<12).map { "key\($0)" })),
+            (.set("k", long, expireSeconds: 3600), reference("SET", ["k", long, "EX", "3600"])),
+            (RedisCommand("ECHO", [.init(ByteBuffer(string: "bytes")), .init(ByteBuffer()), ""]), reference("ECHO", ["bytes", "", ""])),
+            (RedisCommand("ECHO", ["é😀"]), reference("ECHO", ["é😀"])),
+        ]
+        for (command, expected) in cases {
+            var buffer = ByteBuffer(string: "prefix")
+            RESPEncoder().encode(command, into: &buffer)
+            #expect(String(buffer: buffer) == "prefix" + expected)
+        }
+    }
+
+    @Test func okIsRecognisedOnTheBytes() {
+        #expect(RESPValue.simpleString(ByteBuffer(string: "OK")).isOK)
+        #expect(RESPValue.bulkString(ByteBuffer(string: "OK")).isOK)
+        #expect(!RESPValue.simpleString(ByteBuffer(string: "KO")).isOK)
+        #expect(!RESPValue.simpleString(ByteBuffer(string: "OKAY")).isOK)
+        #expect(!RESPValue.simpleString(ByteBuffer(string: "O")).isOK)
+        #expect(!RESPValue.bulkString(nil).isOK)
+        #expect(!RESPValue.error(RESPError(message: "OK")).isOK)
+        // A slice whose reader index is not 0.
+        var buffer = ByteBuffer(string: "+OK")
+        buffer.moveReaderIndex(forwardBy: 1)
+        #expect(RESPValue.simpleString(buffer).isOK)
+    }
+
+    @Test func setWithAndWithoutExpiry() {
+        #expect(RedisCommand.set("k", "v").arguments.map(\.text) == ["k", "v"])
+        #expect(RedisCommand.set("k", "v", expireSeconds: 5).arguments.map(\.text) == ["k", "v", "EX", "5"])
+        #expect(RedisCommand.set("k", "v", expireSeconds: 5).keys.map(\.text) == ["k"])
+    }
+
     @Test func commandsNameTheirKeys() {
         #expect(RedisCommand.get("a").keys.map(\.text) == ["a"])
         #expect(RedisCommand.unlink(["a", "b"]).keys.map(\.text) == ["a", "b"])

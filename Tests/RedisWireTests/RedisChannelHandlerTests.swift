@@ -21,11 +21,12 @@ struct RedisChannelHandlerTests {
         let channel = NIOAsyncTestingChannel()
         let handshake = channel.eventLoop.makePromise(of: Int.self)
         let box = NIOLoopBoundBox.makeEmptyBox(valueType: RedisChannelHandler.self, eventLoop: channel.eventLoop)
+        let outbox = RedisOutbox()
         try await channel.eventLoop.submit {
             let handler = RedisChannelHandler(
                 handshake: .init(username: nil, password: password, database: 0, clientName: nil, tls: false),
                 sendTimeout: .seconds(5), readTimeout: readTimeout, connectDeadline: .now() + .seconds(60),
-                decoderLimits: .init(), handshakePromise: handshake, logger: .init(label: "test")
+                decoderLimits: .init(), handshakePromise: handshake, outbox: outbox, logger: .init(label: "test")
             )
             box.value = handler
             try channel.pipeline.syncOperations.addHandler(handler)
@@ -33,7 +34,7 @@ struct RedisChannelHandlerTests {
         try await channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 6379)).get()
         let connection = RedisConnection(
             id: 1, protocolVersion: 3, address: .tcp(host: "127.0.0.1", port: 6379), channel: channel,
-            handler: box, logger: .init(label: "test")
+            handler: box, outbox: outbox, logger: .init(label: "test")
         )
         return Harness(channel: channel, connection: connection, handshake: handshake.futureResult)
     }
@@ -133,6 +134,50 @@ struct RedisChannelHandlerTests {
         _ = try? await harness.channel.finish()
     }
 
+    @Test func requestsHandedOverWhileRepliesAreAwaitedGoOutTogetherWithTheNextRead() async throws {
+        let harness = try await makeReadyHarness()
+        let first = Task { try await harness.connection.send(.get("a")) }
+        try await eventually { try await wroteSomething(harness.channel) }
+        let later = (0..<3).map { index in Task { try await harness.connection.send(.get("k\(index)")) } }
+        try await eventually { harness.connection.pendingRequestCount == 3 }
+        #expect(try await !wroteSomething(harness.channel))
+        // A partial reply is a read too: whatever waits is written then, in one buffer.
+        try await harness.channel.writeInbound(ByteBuffer(string: "$1\r"))
+        let writes = try await readOutbound(harness.channel)
+        try #require(writes.count == 1, "expected one write, got \(writes.count)")
+        #expect(writes[0].split(separator: "*").count == 3)
+        try await harness.channel.writeInbound(ByteBuffer(string: "\nv\r\n$1\r\nx\r\n$1\r\nx\r\n$1\r\nx\r\n"))
+        #expect(try await first.value == .bulkString(ByteBuffer(string: "v")))
+        for request in later { #expect(try await request.value == .bulkString(ByteBuffer(string: "x"))) }
+        // Nothing awaited any more: the next request schedules its own write.
+        let next = Task { try await harness.connection.send(.ping()) }
+        try await eventually { try await wroteSomething(harness.channel) }
+        try await harness.channel.writeInbound(ByteBuffer(string: "+PONG\r\n"))
+        #expect(try await next.value == .simpleString(ByteBuffer(string: "PONG")))
+        _ = try? await harness.channel.finish()
+    }
+
+    @Test func requestsWaitingForAReadFailAsNotSentWhenTheConnectionCloses() async throws {
+        let harness = try await makeReadyHarness()
+        let first = Task { try await harness.connection.send(.get("a")) }
+        try await eventually { try await wroteSomething(harness.channel) }
+        let waiting = Task { try await harness.connection.send(.get("b")) }
+        try await eventually { harness.connection.pendingRequestCount == 1 }
+        try await harness.channel.close()
+        do {
+            _ = try await first.value
+            Issue.record("a request in flight outlived the connection")
+        } catch let error as RedisClientError {
+            #expect(error.code == .connectionClosed && !error.requestWasNotSent)
+        }
+        do {
+            _ = try await waiting.value
+            Issue.record("a waiting request outlived the connection")
+        } catch let error as RedisClientError {
+            #expect(error.code == .connectionClosed && error.requestWasNotSent)
+        }
+    }
+
     @Test func aTransactionAndASingleCommandShareABatch() async throws {
         let harness = try await makeReadyHarness()
         let (release, held) = await holdLoop(harness.loop)
@@ -157,8 +202,13 @@ struct RedisChannelHandlerTests {
 
     @Test func closeFailsEveryRequestInFlightAndLaterOnesAreNotSent() async throws {
         let harness = try await makeReadyHarness()
+        let (release, held) = await holdLoop(harness.loop)
         let first = Task { try await harness.connection.send(.ping()) }
+        try await eventually { harness.connection.pendingRequestCount == 1 }
         let second = Task { try await harness.connection.pipeline([.get("a"), .get("b")]) }
+        try await eventually { harness.connection.pendingRequestCount == 2 }
+        release()
+        try await held.value
         var written = 0
         try await eventually {
             written += try await readOutbound(harness.channel).joined().filter { $0 == "*" }.count
@@ -201,9 +251,12 @@ struct RedisChannelHandlerTests {
         // The first is answered after 3 s; the second, sent then, has its own 5 s.
         await harness.loop.advanceTime(by: .seconds(3))
         let second = Task { try await harness.connection.send(.get("b")) }
-        try await eventually { try await wroteSomething(harness.channel) }
+        try await eventually { harness.connection.pendingRequestCount == 1 }
+        // A reply is awaited: the second request goes out with the next read, not before.
+        #expect(try await !wroteSomething(harness.channel))
         try await harness.channel.writeInbound(ByteBuffer(string: "$-1\r\n"))
         #expect(try await first.value == .bulkString(nil))
+        #expect(try await readOutbound(harness.channel) == ["*2\r\n$3\r\nGET\r\n$1\r\nb\r\n"])
         // The timer armed for the first request's deadline fires and finds the second in time.
         await harness.loop.advanceTime(by: .seconds(3))
         #expect(harness.channel.isActive)
@@ -258,5 +311,63 @@ struct RedisMultiplexerTests {
         await harness.loop.advanceTime(by: .milliseconds(100))
         #expect(counts.leases == 2 && counts.releases == 2)
         _ = try? await harness.channel.finish()
+    }
+}
+
+/// ``RedisOutboxState``: when requests are written.
+@Suite("Redis outbox")
+struct RedisOutboxStateTests {
+    /// Appends `elements` and returns, for each, whether it asked for a drain job.
+    func append(_ elements: [Int], to outbox: inout RedisOutboxState<Int>) -> [Bool] {
+        elements.map { outbox.append($0) }
+    }
+
+    @Test func theFirstRequestSchedulesOneJobWhichLaterOnesJoin() {
+        var outbox = RedisOutboxState<Int>()
+        #expect(append([1, 2], to: &outbox) == [true, false])
+        var taken = outbox.jobStarted()
+        #expect(taken == [1, 2])
+        // Written, and replies awaited: nothing is scheduled, the next read takes them.
+        taken = outbox.settle(awaitingReplies: true)
+        #expect(taken.isEmpty)
+        #expect(append([3, 4], to: &outbox) == [false, false])
+        taken = outbox.takeAll()
+        #expect(taken == [3, 4])
+        taken = outbox.settle(awaitingReplies: true)
+        #expect(taken.isEmpty)
+        // Every reply is in: the next request schedules a job again.
+        taken = outbox.takeAll() + outbox.settle(awaitingReplies: false)
+        #expect(taken.isEmpty)
+        #expect(append([5], to: &outbox) == [true])
+        taken = outbox.jobStarted()
+        #expect(taken == [5])
+    }
+
+    @Test func requestsHandedOverDuringAWriteThatLeavesNothingAwaitedAreReturned() {
+        var outbox = RedisOutboxState<Int>()
+        #expect(append([1], to: &outbox) == [true])
+        var taken = outbox.jobStarted()
+        #expect(taken == [1])
+        // Replies of an earlier write are awaited while this request comes.
+        taken = outbox.settle(awaitingReplies: true)
+        #expect(append([2], to: &outbox) == [false])
+        // Then the connection closes: nothing is awaited, and nobody else would take the
+        // request: it is returned at once (to be written or failed).
+        taken = outbox.settle(awaitingReplies: false)
+        #expect(taken == [2])
+        #expect(outbox.elements.isEmpty)
+    }
+
+    @Test func aRequestDuringAScheduledJobDoesNotScheduleAnother() {
+        var outbox = RedisOutboxState<Int>()
+        #expect(append([1], to: &outbox) == [true])
+        // A read drains before the job runs: the job then finds only what came later.
+        var taken = outbox.takeAll()
+        #expect(taken == [1])
+        #expect(append([2], to: &outbox) == [false])
+        taken = outbox.jobStarted()
+        #expect(taken == [2])
+        taken = outbox.jobStarted()
+        #expect(taken.isEmpty)
     }
 }

@@ -29,6 +29,8 @@ struct Options {
     var poolSize = 4
     /// memcached: requests one connection carries at once (nil: the store's default)
     var pipelineDepth: Int?
+    /// Redis: requests pipelined per connection (`nil`: the store's default)
+    var requestsPerConnection: Int?
     var numericKeys = false
     var user = "sess"
     var password = "sesspass"
@@ -64,6 +66,7 @@ struct Options {
             case "--port": options.port = Int(next())!
             case "--pool-size": options.poolSize = Int(next())!
             case "--pipeline-depth": options.pipelineDepth = Int(next())!
+            case "--requests-per-connection": options.requestsPerConnection = Int(next())!
             case "--numeric-keys": options.numericKeys = true
             case "--user": options.user = next()
             case "--password": options.password = next()
@@ -91,7 +94,7 @@ struct Options {
                 print(
                     """
                     usage: storage-bench [--backend memory|memory-zone|hummingbird-memory|memcached|redis|redis-cluster|mysql|postgres]
-                                         [--host H] [--port P] [--nodes H:P,H:P] [--pool-size N] [--numeric-keys]
+                                         [--host H] [--port P] [--nodes H:P,H:P] [--pool-size N] [--requests-per-connection N] [--numeric-keys]
                                          [--user U] [--password P] [--database D]
                     --numeric-keys: keys are the index zero-padded to 43 digits (pgbench's keys) [--tasks N] [--seconds S]
                                          [--warmup S] [--value-bytes B] [--keys K] [--label L]
@@ -131,6 +134,7 @@ func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () as
         configuration.port = options.port ?? 6379
         configuration.poolSize = options.poolSize
         if options.password != "sesspass" { configuration.password = options.password }
+        if let requests = options.requestsPerConnection { configuration.requestsPerConnection = requests }
         let store = RedisSessionStore(configuration: configuration)
         return (StoreTarget(store: store), { try await store.run() })
     case "redis-cluster":
@@ -141,6 +145,7 @@ func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () as
         }
         configuration.poolSize = options.poolSize
         configuration.password = options.password
+        if let requests = options.requestsPerConnection { configuration.requestsPerConnection = requests }
         let store = RedisClusterSessionStore(configuration: configuration)
         return (StoreTarget(store: store), { try await store.run() })
     case "mysql":

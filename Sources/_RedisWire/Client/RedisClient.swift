@@ -180,9 +180,12 @@ public final class RedisClient: Sendable, Service {
                     } catch let error as RedisClientError {
                         if error.serverErrorPrefix == "READONLY" || error.requestWasNotSent {
                             // A demoted master (failover), or a connection that closed before the
-                            // pool knew: drop it, so the next one is made afresh.
+                            // pool knew: drop it, so the next one is made afresh. Wait until it is
+                            // closed (the pool hears of it first): its lease goes back to the pool
+                            // right after, and a pool that still thought it open would hand the
+                            // same connection to the retry.
                             self.multiplexer.retire(connection)
-                            connection.close()
+                            await connection.closeAndWait()
                         }
                         throw error
                     }

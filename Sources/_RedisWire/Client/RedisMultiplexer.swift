@@ -30,8 +30,14 @@ final class RedisMultiplexer: Sendable {
     }
 
     private struct State {
-        var slots: [Int: Slot] = [:]
+        /// Few (at most the pool's size): an array scanned in place is cheaper than a
+        /// dictionary, whose iteration copies every slot (and retains its references).
+        var slots: [Slot] = []
         var nextID = 0
+
+        func index(of id: Int) -> Int? {
+            slots.firstIndex { $0.id == id }
+        }
     }
 
     private enum Choice {
@@ -64,13 +70,18 @@ final class RedisMultiplexer: Sendable {
     func retire(_ connection: RedisConnection) {
         let releases = state.withLockedValue { state -> [@Sendable () -> Void] in
             var releases: [@Sendable () -> Void] = []
-            for (id, slot) in state.slots where slot.connection === connection {
-                if slot.requests == 0 {
+            var index = 0
+            while index < state.slots.count {
+                guard state.slots[index].connection === connection else {
+                    index += 1
+                    continue
+                }
+                if state.slots[index].requests == 0 {
                     // Idle, held for reuse: nobody else will end a request on it.
-                    state.slots[id] = nil
-                    if let release = slot.release { releases.append(release) }
+                    if let release = state.slots.remove(at: index).release { releases.append(release) }
                 } else {
-                    state.slots[id]?.draining = true
+                    state.slots[index].draining = true
+                    index += 1
                 }
             }
             return releases
@@ -81,21 +92,25 @@ final class RedisMultiplexer: Sendable {
     private func acquire(lease: Lease) async throws -> (Int, RedisConnection) {
         let choice = state.withLockedValue { state -> Choice in
             // Fill the fullest connection that still has room, so load packs onto few connections.
-            var best: (id: Int, requests: Int)?
-            for (id, slot) in state.slots where !slot.draining && slot.requests < maximumRequests {
-                if let connection = slot.connection, !connection.isActive { continue }
-                if best == nil || slot.requests > best!.requests { best = (id, slot.requests) }
+            var best: (index: Int, requests: Int)?
+            for index in state.slots.indices {
+                let requests = state.slots[index].requests
+                guard !state.slots[index].draining, requests < maximumRequests else { continue }
+                if let best, requests <= best.requests { continue }
+                if let connection = state.slots[index].connection, !connection.isActive { continue }
+                best = (index, requests)
             }
             if let best {
-                state.slots[best.id]!.requests += 1
-                if let connection = state.slots[best.id]!.connection {
-                    return .ready(slot: best.id, connection: connection)
+                state.slots[best.index].requests += 1
+                let id = state.slots[best.index].id
+                if let connection = state.slots[best.index].connection {
+                    return .ready(slot: id, connection: connection)
                 }
-                return .wait(slot: best.id)
+                return .wait(slot: id)
             }
             state.nextID += 1
             let id = state.nextID
-            state.slots[id] = Slot(id: id, connection: nil, release: nil, requests: 1, waiters: [], draining: false)
+            state.slots.append(Slot(id: id, connection: nil, release: nil, requests: 1, waiters: [], draining: false))
             return .lease(slot: id)
         }
 
@@ -107,12 +122,11 @@ final class RedisMultiplexer: Sendable {
             do {
                 let connection = try await withCheckedThrowingContinuation { continuation in
                     let resume: Result<RedisConnection, any Error>? = state.withLockedValue { state in
-                        guard var entry = state.slots[slot] else {
+                        guard let index = state.index(of: slot) else {
                             return .failure(RedisClientError(.connectionClosed, message: "the shared connection went away"))
                         }
-                        if let connection = entry.connection { return .success(connection) }
-                        entry.waiters.append(continuation)
-                        state.slots[slot] = entry
+                        if let connection = state.slots[index].connection { return .success(connection) }
+                        state.slots[index].waiters.append(continuation)
                         return nil
                     }
                     if let resume { continuation.resume(with: resume) }
@@ -127,10 +141,11 @@ final class RedisMultiplexer: Sendable {
             do {
                 let (connection, release) = try await lease()
                 let waiters = state.withLockedValue { state -> [CheckedContinuation<RedisConnection, any Error>] in
-                    state.slots[slot]!.connection = connection
-                    state.slots[slot]!.release = release
-                    let waiters = state.slots[slot]!.waiters
-                    state.slots[slot]!.waiters = []
+                    let index = state.index(of: slot)!
+                    state.slots[index].connection = connection
+                    state.slots[index].release = release
+                    let waiters = state.slots[index].waiters
+                    state.slots[index].waiters = []
                     return waiters
                 }
                 for waiter in waiters { waiter.resume(returning: connection) }
@@ -138,9 +153,8 @@ final class RedisMultiplexer: Sendable {
             } catch {
                 // Everyone who joined this lease shares its failure.
                 let waiters = state.withLockedValue { state -> [CheckedContinuation<RedisConnection, any Error>] in
-                    let waiters = state.slots[slot]?.waiters ?? []
-                    state.slots[slot] = nil
-                    return waiters
+                    guard let index = state.index(of: slot) else { return [] }
+                    return state.slots.remove(at: index).waiters
                 }
                 for waiter in waiters { waiter.resume(throwing: error) }
                 throw error
@@ -156,22 +170,16 @@ final class RedisMultiplexer: Sendable {
 
     private func done(slot: Int) {
         let action = state.withLockedValue { state -> Done in
-            guard var entry = state.slots[slot] else { return .nothing }
-            entry.requests -= 1
-            guard entry.requests == 0, let connection = entry.connection else {
-                state.slots[slot] = entry
+            guard let index = state.index(of: slot) else { return .nothing }
+            state.slots[index].requests -= 1
+            guard state.slots[index].requests == 0, let connection = state.slots[index].connection else {
                 return .nothing
             }
-            if entry.draining || !connection.isActive {
-                state.slots[slot] = nil
-                return entry.release.map { .release($0) } ?? .nothing
+            if state.slots[index].draining || !connection.isActive {
+                return state.slots.remove(at: index).release.map { .release($0) } ?? .nothing
             }
-            if entry.releaseScheduled {
-                state.slots[slot] = entry
-                return .nothing
-            }
-            entry.releaseScheduled = true
-            state.slots[slot] = entry
+            if state.slots[index].releaseScheduled { return .nothing }
+            state.slots[index].releaseScheduled = true
             return .scheduleRelease(connection)
         }
         switch action {
@@ -190,14 +198,12 @@ final class RedisMultiplexer: Sendable {
     /// scheduled (or its connection closed meanwhile).
     private func releaseIfIdle(slot: Int) {
         let release = state.withLockedValue { state -> (@Sendable () -> Void)? in
-            guard var entry = state.slots[slot] else { return nil }
-            entry.releaseScheduled = false
-            if entry.requests == 0 {
-                state.slots[slot] = nil
-                return entry.release
+            guard let index = state.index(of: slot) else { return nil }
+            state.slots[index].releaseScheduled = false
+            if state.slots[index].requests == 0 {
+                return state.slots.remove(at: index).release
             }
             // Busy again: the next time it falls idle schedules another check.
-            state.slots[slot] = entry
             return nil
         }
         release?()

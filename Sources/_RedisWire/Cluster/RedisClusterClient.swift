@@ -38,9 +38,26 @@ public final class RedisClusterClient: Sendable, Service {
     }
 
     private struct State {
-        var machine: RedisClusterStateMachine<ContinuousClock.Instant>
+        var machine: RedisClusterStateMachine<ContinuousClock.Instant> {
+            // Any change of the map may move slots: the per-slot cache is rebuilt lazily.
+            didSet { slotClients.removeAll() }
+        }
         var clients: [RedisAddress: RedisClient] = [:]
+        /// The pool of each slot's master, filled on first use (empty: not built yet), so a
+        /// command's route costs one array lookup under the lock rather than a map lookup
+        /// and a hash of the node's address.
+        var slotClients: [RedisClient?] = []
         var statistics = Statistics()
+
+        /// The pool of `address`, made if new (`isNew`: the caller must hand it to `run()`).
+        mutating func client(
+            for address: RedisAddress, make: (RedisAddress) -> RedisClient
+        ) -> (client: RedisClient, isNew: Bool) {
+            if let client = clients[address] { return (client, false) }
+            let client = make(address)
+            clients[address] = client
+            return (client, true)
+        }
     }
 
     /// The configuration the client was made with.
@@ -103,21 +120,20 @@ public final class RedisClusterClient: Sendable, Service {
 
     /// The pool of one node (made on first use).
     public func client(for address: RedisAddress) -> RedisClient {
-        let (client, isNew) = state.withLockedValue { state -> (RedisClient, Bool) in
-            if let client = state.clients[address] { return (client, false) }
-            var connection = configuration.connection
-            connection.address = address
-            var logger = self.logger
-            logger[metadataKey: RedisLoggingKeys.address] = "\(address)"
-            let client = RedisClient(
-                configuration: .init(connection: connection, endpoint: .standalone, pool: configuration.pool),
-                eventLoopGroup: eventLoopGroup, logger: logger
-            )
-            state.clients[address] = client
-            return (client, true)
-        }
+        let (client, isNew) = state.withLockedValue { $0.client(for: address, make: makeClient) }
         if isNew { newClientsContinuation.yield(client) }
         return client
+    }
+
+    private func makeClient(_ address: RedisAddress) -> RedisClient {
+        var connection = configuration.connection
+        connection.address = address
+        var logger = self.logger
+        logger[metadataKey: RedisLoggingKeys.address] = "\(address)"
+        return RedisClient(
+            configuration: .init(connection: connection, endpoint: .standalone, pool: configuration.pool),
+            eventLoopGroup: eventLoopGroup, logger: logger
+        )
     }
 
     // MARK: topology
@@ -199,14 +215,29 @@ public final class RedisClusterClient: Sendable, Service {
         throw RedisClusterError(.noReachableNode, message: "no cluster node could be reached", nodesTried: tried, underlying: lastError)
     }
 
-    private func route(_ slot: RedisHashSlot?) async throws -> RedisAddress {
+    /// The pool of the master serving `slot` (any master without a slot), reading the map
+    /// first if there is none.
+    private func route(_ slot: RedisHashSlot?) async throws -> RedisClient {
         for attempt in 0..<2 {
-            let route: RedisClusterStateMachine<ContinuousClock.Instant>.Route = state.withLockedValue { state in
-                if let slot { return state.machine.route(slot) }
-                if let master = state.machine.topology?.masters.randomElement() { return .node(master) }
-                return .refreshFirst
+            let routed = state.withLockedValue { state -> (client: RedisClient, isNew: Bool)? in
+                guard let slot else {
+                    guard let master = state.machine.topology?.masters.randomElement() else { return nil }
+                    return state.client(for: master, make: makeClient)
+                }
+                if state.slotClients.isEmpty {
+                    state.slotClients = Array(repeating: nil, count: RedisHashSlot.count)
+                } else if let client = state.slotClients[slot.rawValue] {
+                    return (client, false)
+                }
+                guard case .node(let address) = state.machine.route(slot) else { return nil }
+                let routed = state.client(for: address, make: makeClient)
+                state.slotClients[slot.rawValue] = routed.client
+                return routed
             }
-            if case .node(let address) = route { return address }
+            if let routed {
+                if routed.isNew { newClientsContinuation.yield(routed.client) }
+                return routed.client
+            }
             if attempt == 0 { try await refreshTopology() }
         }
         throw RedisClusterError(.noTopology, message: "no node serves \(slot.map(\.description) ?? "any slot")")
@@ -329,16 +360,17 @@ public final class RedisClusterClient: Sendable, Service {
         var tried: [RedisAddress] = []
         let start = ContinuousClock.now
         while true {
-            let address: RedisAddress
+            let nodeClient: RedisClient
             if let target = asking {
-                address = target
+                nodeClient = client(for: target)
             } else {
-                address = try await route(slot)
+                nodeClient = try await route(slot)
             }
+            let address = nodeClient.configuration.connection.address
             let isAsking = asking != nil
             asking = nil
             do {
-                return try await client(for: address).withConnection { connection in
+                return try await nodeClient.withConnection { connection in
                     try await body(connection, isAsking)
                 }
             } catch let error as RedisClientError {

@@ -103,11 +103,11 @@ extension RedisCommand {
 
     /// `SET key value [EX seconds]`
     public static func set(_ key: String, _ value: String, expireSeconds: Int? = nil) -> RedisCommand {
-        var arguments: [RedisArgument] = [.init(key), .init(value)]
+        // One array literal each: no growth of the argument array on the hot path.
         if let expireSeconds {
-            arguments += ["EX", .init(expireSeconds)]
+            return RedisCommand("SET", [.init(key), .init(value), "EX", .init(expireSeconds)], keyIndices: [0])
         }
-        return RedisCommand("SET", arguments, keyIndices: [0])
+        return RedisCommand("SET", [.init(key), .init(value)], keyIndices: [0])
     }
 
     /// `DEL key…`

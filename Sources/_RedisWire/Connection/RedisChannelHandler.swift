@@ -57,6 +57,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     /// Gets the out-of-band values of a subscriber connection (see ``RedisConnectionStateMachine/Handshake/subscriber``).
     private let onPush: (@Sendable (RESPValue) -> Void)?
+    /// The requests the connection's callers handed over, written by ``drainOutbox()``.
+    let outbox: RedisOutbox
 
     init(
         handshake: RedisConnectionStateMachine<RedisReply>.Handshake,
@@ -65,9 +67,11 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         connectDeadline: NIODeadline,
         decoderLimits: RESPDecoder.Limits,
         handshakePromise: EventLoopPromise<Int>,
+        outbox: RedisOutbox = RedisOutbox(),
         logger: Logger,
         onPush: (@Sendable (RESPValue) -> Void)? = nil
     ) {
+        self.outbox = outbox
         self.onPush = onPush
         self.machine = RedisConnectionStateMachine(handshake: handshake, sendTimeout: sendTimeout, readTimeout: readTimeout)
         self.decoder = NIOSingleStepByteToMessageProcessor(RESPDecoder(limits: decoderLimits), maximumBufferSize: nil)
@@ -122,6 +126,13 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // The callers resumed by these replies (and any others) may have sent requests
+        // meanwhile: they go out now, in one write.
+        drainOutbox()
+        context.fireChannelReadComplete()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("redis connection error", metadata: ["error": "\(String(reflecting: type(of: error)))"])
         run(machine.errorCaught(error), context: context)
@@ -130,6 +141,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         logger.debug("redis connection closed")
         run(machine.channelInactive(), context: context)
+        // Requests still in the outbox fail as not sent.
+        drainOutbox()
         resolveHandshake(.failure(RedisClientError(.connectionClosed, message: "the connection closed during the handshake")))
         timer?.cancel()
         timer = nil
@@ -150,6 +163,29 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     }
 
     // MARK: requests
+
+    /// The drain job a caller scheduled (nothing was awaited when it handed its request over).
+    func runDrainJob() {
+        let tasks = outbox.jobStarted()
+        writeOutbox(tasks)
+    }
+
+    /// Writes every request of the outbox.
+    private func drainOutbox() {
+        writeOutbox(outbox.takeAll())
+    }
+
+    /// Writes `tasks` in one buffer, then records whether replies are awaited; with none
+    /// awaited (the connection closed, say), requests handed over meanwhile are written (or
+    /// failed) at once.
+    private func writeOutbox(_ tasks: [RedisTask]) {
+        var tasks = tasks
+        while true {
+            if !tasks.isEmpty { send(tasks) }
+            tasks = outbox.settle(awaitingReplies: machine.isReady && machine.inFlightCount > 0)
+            if tasks.isEmpty { return }
+        }
+    }
 
     /// Encodes `tasks` into one buffer and writes and flushes it. Runs on the event loop.
     ///

@@ -22,19 +22,15 @@ public final class RedisConnection: PooledConnection, Sendable {
     /// The channel's ``RedisChannelHandler``, set by the channel initializer on the event loop.
     private let handler: NIOLoopBoundBox<RedisChannelHandler?>
 
-    /// Requests handed over by callers off the event loop, written in one batch by the next
-    /// run of ``drainOutbox()`` on the event loop.
-    private let outbox = Mutex(Outbox())
-
-    private struct Outbox: ~Copyable {
-        var tasks: [RedisTask] = []
-        var scheduled = false
-    }
+    /// Requests handed over by callers off the event loop, written in batches by the handler
+    /// (see ``RedisOutboxState``).
+    let outbox: RedisOutbox
 
     init(
         id: Int, protocolVersion: Int, address: RedisAddress, channel: any Channel,
-        handler: NIOLoopBoundBox<RedisChannelHandler?>, logger: Logger
+        handler: NIOLoopBoundBox<RedisChannelHandler?>, outbox: RedisOutbox, logger: Logger
     ) {
+        self.outbox = outbox
         self.id = id
         self.protocolVersion = protocolVersion
         self.address = address
@@ -106,6 +102,7 @@ public final class RedisConnection: PooledConnection, Sendable {
         let handlerLogger = logger
         // `ClientBootstrap(group: eventLoop)` puts the channel on `eventLoop` itself.
         let handlerBox = NIOLoopBoundBox.makeEmptyBox(valueType: RedisChannelHandler.self, eventLoop: eventLoop)
+        let outbox = RedisOutbox()
 
         var bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
@@ -122,6 +119,7 @@ public final class RedisConnection: PooledConnection, Sendable {
                         connectDeadline: connectDeadline,
                         decoderLimits: limits,
                         handshakePromise: handshakePromise,
+                        outbox: outbox,
                         logger: handlerLogger,
                         onPush: onPush
                     )
@@ -148,7 +146,7 @@ public final class RedisConnection: PooledConnection, Sendable {
             let version = try await handshakePromise.futureResult.get()
             return RedisConnection(
                 id: id, protocolVersion: version, address: configuration.address, channel: channel,
-                handler: handlerBox, logger: logger
+                handler: handlerBox, outbox: outbox, logger: logger
             )
         } catch {
             channel.close(promise: nil)
@@ -186,38 +184,27 @@ public final class RedisConnection: PooledConnection, Sendable {
     }
 
     /// Hands a request to the event loop. Concurrent callers share the connection: their
-    /// requests are queued here and written together by one job on the event loop, so a burst
-    /// costs one wake-up and one write syscall instead of one each.
+    /// requests are queued in the ``outbox`` and written together, so a burst costs one
+    /// wake-up and one write syscall instead of one each; while replies are awaited, the
+    /// next read of replies writes them (no wake-up at all).
     func enqueue(_ task: RedisTask) {
-        let schedule = outbox.withLock { outbox -> Bool in
-            outbox.tasks.append(task)
-            if outbox.scheduled { return false }
-            outbox.scheduled = true
-            return true
-        }
-        if schedule {
-            channel.eventLoop.execute { self.drainOutbox() }
+        if outbox.append(task) {
+            let handler = self.handler
+            let outbox = self.outbox
+            channel.eventLoop.execute {
+                if let handler = handler.value {
+                    handler.runDrainJob()
+                } else {
+                    var error = RedisClientError(.connectionClosed, message: "the connection is closed")
+                    error.requestWasNotSent = true
+                    for task in outbox.jobStarted() { task.reply.resume(throwing: error) }
+                }
+            }
         }
     }
 
     /// The number of requests waiting for the next batch (for tests).
-    var pendingRequestCount: Int { outbox.withLock { $0.tasks.count } }
-
-    private func drainOutbox() {
-        let tasks = outbox.withLock { outbox -> [RedisTask] in
-            outbox.scheduled = false
-            var tasks: [RedisTask] = []
-            swap(&tasks, &outbox.tasks)
-            return tasks
-        }
-        guard let handler = handler.value else {
-            var error = RedisClientError(.connectionClosed, message: "the connection is closed")
-            error.requestWasNotSent = true
-            for task in tasks { task.reply.resume(throwing: error) }
-            return
-        }
-        handler.send(tasks)
-    }
+    var pendingRequestCount: Int { outbox.count }
 
     /// Runs `commands` atomically in `MULTI` … `EXEC` (one write, one round trip) and returns
     /// `EXEC`'s replies, one per command; an element may be an error reply of that command.

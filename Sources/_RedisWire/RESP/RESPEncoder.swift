@@ -10,25 +10,94 @@ public struct RESPEncoder: Sendable {
     public init() {}
 
     /// Appends `command` to `buffer`: `*<1+n>\r\n$<len>\r\nNAME\r\n` then each argument.
+    ///
+    /// The exact size is computed first, then every byte is written through one pointer: one
+    /// capacity check and one uniqueness check per command rather than one per field.
     public func encode(_ command: RedisCommand, into buffer: inout ByteBuffer) {
-        buffer.writeInteger(UInt8(ascii: "*"))
-        writeDecimal(command.arguments.count + 1, into: &buffer)
-        writeBulk(command.name, into: &buffer)
+        var size = 1 + Self.decimalLength(command.arguments.count + 1) + 2 + Self.bulkSize(command.name.utf8.count)
         for argument in command.arguments {
             switch argument.storage {
-            case .string(let string):
-                writeBulk(string, into: &buffer)
-            case .bytes(let bytes):
-                buffer.writeInteger(UInt8(ascii: "$"))
-                writeDecimal(bytes.readableBytes, into: &buffer)
-                buffer.writeImmutableBuffer(bytes)
-                buffer.writeStaticString("\r\n")
-            case .integer(let value):
-                // The digits are written twice: once to count them, once for real; no String.
-                buffer.writeInteger(UInt8(ascii: "$"))
-                writeDecimal(Self.decimalLength(value), into: &buffer)
-                writeDecimal(value, into: &buffer)
+            case .string(let string): size += Self.bulkSize(string.utf8.count)
+            case .bytes(let bytes): size += Self.bulkSize(bytes.readableBytes)
+            case .integer(let value): size += Self.bulkSize(Self.decimalLength(value))
             }
+        }
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+            var writer = Writer(base: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            writer.byte(UInt8(ascii: "*"))
+            writer.decimalLine(command.arguments.count + 1)
+            writer.bulk(command.name)
+            for argument in command.arguments {
+                switch argument.storage {
+                case .string(let string):
+                    writer.bulk(string)
+                case .bytes(let bytes):
+                    writer.byte(UInt8(ascii: "$"))
+                    writer.decimalLine(bytes.readableBytes)
+                    bytes.withUnsafeReadableBytes { writer.bytes($0) }
+                    writer.crlf()
+                case .integer(let value):
+                    writer.byte(UInt8(ascii: "$"))
+                    writer.decimalLine(Self.decimalLength(value))
+                    writer.decimalLine(value)
+                }
+            }
+            precondition(writer.count == size, "RESP size mismatch")
+            return size
+        }
+    }
+
+    /// The bytes of a bulk string of `length` bytes: `$<length>\r\n…\r\n`.
+    private static func bulkSize(_ length: Int) -> Int {
+        1 + decimalLength(length) + 2 + length + 2
+    }
+
+    /// Writes bytes through a pointer into memory the caller sized exactly.
+    private struct Writer {
+        let base: UnsafeMutablePointer<UInt8>
+        var count = 0
+
+        mutating func byte(_ byte: UInt8) {
+            base[count] = byte
+            count += 1
+        }
+
+        mutating func crlf() {
+            base[count] = UInt8(ascii: "\r")
+            base[count + 1] = UInt8(ascii: "\n")
+            count += 2
+        }
+
+        mutating func bytes(_ bytes: UnsafeRawBufferPointer) {
+            guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+            (base + count).update(from: source.assumingMemoryBound(to: UInt8.self), count: bytes.count)
+            count += bytes.count
+        }
+
+        /// `$<len>\r\n<utf8>\r\n`
+        mutating func bulk(_ string: String) {
+            var string = string
+            string.withUTF8 { utf8 in
+                byte(UInt8(ascii: "$"))
+                decimalLine(utf8.count)
+                bytes(UnsafeRawBufferPointer(utf8))
+            }
+            crlf()
+        }
+
+        /// `value` in decimal, then CRLF.
+        mutating func decimalLine(_ value: Int) {
+            let length = RESPEncoder.decimalLength(value)
+            var magnitude = value.magnitude
+            var index = count + length - 1
+            repeat {
+                base[index] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+                index -= 1
+            } while magnitude > 0
+            if value < 0 { base[count] = UInt8(ascii: "-") }
+            count += length
+            crlf()
         }
     }
 
@@ -37,16 +106,6 @@ public struct RESPEncoder: Sendable {
         for command in commands {
             encode(command, into: &buffer)
         }
-    }
-
-    private func writeBulk(_ string: String, into buffer: inout ByteBuffer) {
-        var string = string
-        string.withUTF8 { utf8 in
-            buffer.writeInteger(UInt8(ascii: "$"))
-            writeDecimal(utf8.count, into: &buffer)
-            buffer.writeBytes(utf8)
-        }
-        buffer.writeStaticString("\r\n")
     }
 
     /// The number of bytes of `value` in decimal, sign included.
@@ -58,28 +117,5 @@ public struct RESPEncoder: Sendable {
             length += 1
         }
         return length
-    }
-
-    /// Writes `value` in decimal followed by CRLF, straight into the buffer.
-    private func writeDecimal(_ value: Int, into buffer: inout ByteBuffer) {
-        if value >= 0 && value < 10 {
-            buffer.writeInteger(UInt16(UInt8(ascii: "0") + UInt8(value)) << 8 | 0x0D, endianness: .big)
-            buffer.writeInteger(UInt8(ascii: "\n"))
-            return
-        }
-        let length = Self.decimalLength(value)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length + 2) { raw in
-            var magnitude = value.magnitude
-            var index = length - 1
-            repeat {
-                raw[index] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                magnitude /= 10
-                index -= 1
-            } while magnitude > 0
-            if value < 0 { raw[0] = UInt8(ascii: "-") }
-            raw[length] = UInt8(ascii: "\r")
-            raw[length + 1] = UInt8(ascii: "\n")
-            return length + 2
-        }
     }
 }

@@ -96,6 +96,13 @@ extension RESPValue {
         bytes.map { String(buffer: $0) }
     }
 
+    /// Whether the value is the string `OK` (the reply of `SET` and friends), compared on the
+    /// bytes: no `String` is made.
+    public var isOK: Bool {
+        guard let bytes, bytes.readableBytes == 2 else { return false }
+        return bytes.getInteger(at: bytes.readerIndex, as: UInt16.self) == UInt16(UInt8(ascii: "O")) << 8 | UInt16(UInt8(ascii: "K"))
+    }
+
     /// An integer, or a string holding one (RESP2 sends scores and some counts as strings).
     public var int: Int? {
         switch self {
