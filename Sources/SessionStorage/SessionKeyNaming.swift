@@ -19,10 +19,8 @@ public struct SessionKeyNaming: Sendable, Hashable {
 
     /// The key of a session record: `[prefix:]name:key[:suffix]`.
     public func recordKey(name: String, key: String) -> String {
-        var prefix = prefix ?? ""
-        var suffix = suffix ?? ""
-        var name = name
-        var key = key
+        let prefix = prefix ?? ""
+        let suffix = suffix ?? ""
         let hasPrefix = !prefix.isEmpty
         let hasSuffix = !suffix.isEmpty
         let count = prefix.utf8.count + name.utf8.count + key.utf8.count + suffix.utf8.count + 1
@@ -31,11 +29,19 @@ public struct SessionKeyNaming: Sendable, Hashable {
         // where repeated `append`s cost more than the shard lookup itself.
         return String(unsafeUninitializedCapacity: count) { buffer in
             var offset = 0
-            func copy(_ part: inout String) {
-                part.withUTF8 { bytes in
+            func copy(_ part: String) {
+                // Native strings lend their bytes without a copy of the string (no retain);
+                // others (bridged) are made contiguous first.
+                let done: Void? = part.utf8.withContiguousStorageIfAvailable { bytes in
                     guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
                     buffer.baseAddress!.advanced(by: offset).initialize(from: base, count: bytes.count)
                     offset += bytes.count
+                }
+                if done == nil {
+                    for byte in part.utf8 {
+                        buffer[offset] = byte
+                        offset += 1
+                    }
                 }
             }
             func colon() {
@@ -43,15 +49,15 @@ public struct SessionKeyNaming: Sendable, Hashable {
                 offset += 1
             }
             if hasPrefix {
-                copy(&prefix)
+                copy(prefix)
                 colon()
             }
-            copy(&name)
+            copy(name)
             colon()
-            copy(&key)
+            copy(key)
             if hasSuffix {
                 colon()
-                copy(&suffix)
+                copy(suffix)
             }
             return offset
         }

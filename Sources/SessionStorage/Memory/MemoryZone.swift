@@ -81,15 +81,24 @@ public final class MemoryZone: @unchecked Sendable {
         guard shardMask != 0 else { return shardAt(0) }
         // FNV-1a over the last 16 bytes: session ids and subjects differ there, and the
         // dictionary inside the shard hashes the whole key again anyway.
-        var key = key
-        let hash = key.withUTF8 { bytes -> UInt64 in
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for byte in bytes.suffix(16) {
-                hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
-            }
-            return hash ^ UInt64(bytes.count)
-        }
+        let hash = Self.shardHash(key)
         return shardAt(Int(truncatingIfNeeded: hash >> 32) & shardMask)
+    }
+
+    @inline(__always)
+    private static func shardHash(_ key: String) -> UInt64 {
+        if let hash = key.utf8.withContiguousStorageIfAvailable({ shardHash($0) }) { return hash }
+        var key = key
+        return key.withUTF8 { shardHash($0) }
+    }
+
+    @inline(__always)
+    private static func shardHash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes.suffix(16) {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        return hash ^ UInt64(bytes.count)
     }
 
     private func checkSize(key: String, value: String) throws {
