@@ -221,7 +221,9 @@ struct MemoryZoneShardState: ~Copyable {
 
     mutating func set(_ key: String, value: String, expiresAt: Int, now: Int, liveAtCompaction: Int = 0) {
         let size = key.utf8.count + value.utf8.count + MemoryZone.entryOverhead
+        let kept: Int
         if let slot = map[key] {
+            kept = slot
             usedBytes += size - nodes[slot].size
             nodes[slot].value = value
             nodes[slot].expiresAt = expiresAt
@@ -243,8 +245,10 @@ struct MemoryZoneShardState: ~Copyable {
             map[key] = slot
             usedBytes += size
             linkAtHead(slot)
+            kept = slot
         }
-        evict(keeping: map[key]!, now: now)
+        // The slot found or filled above: no third hash of the key.
+        evict(keeping: kept, now: now)
     }
 
     @discardableResult
