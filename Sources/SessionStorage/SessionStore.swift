@@ -184,11 +184,33 @@ public enum SessionStoreValidation {
 
     @inline(__always)
     private static func containsSeparator(_ key: String) -> Bool {
+        if let found = key.utf8.withContiguousStorageIfAvailable({ containsSeparator($0) }) { return found }
         var key = key
-        return key.withUTF8 { bytes in
-            for byte in bytes where byte == UInt8(ascii: ";") || byte == UInt8(ascii: ":") { return true }
-            return false
+        return key.withUTF8 { containsSeparator($0) }
+    }
+
+    /// Looks for `;` or `:` eight bytes at a time (a session id is 43 bytes: this runs on every
+    /// operation of every backend).
+    @inline(__always)
+    private static func containsSeparator(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        let count = bytes.count
+        guard let base = bytes.baseAddress else { return false }
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let semicolons = ones &* UInt64(UInt8(ascii: ";"))
+        let colons = ones &* UInt64(UInt8(ascii: ":"))
+        @inline(__always) func hasZeroByte(_ word: UInt64) -> Bool { ((word &- ones) & ~word & highs) != 0 }
+        var index = 0
+        while index + 8 <= count {
+            let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+            if hasZeroByte(word ^ semicolons) || hasZeroByte(word ^ colons) { return true }
+            index += 8
         }
+        while index < count {
+            if base[index] == UInt8(ascii: ";") || base[index] == UInt8(ascii: ":") { return true }
+            index += 1
+        }
+        return false
     }
 
     /// Times are Unix seconds, never negative.

@@ -95,6 +95,24 @@ public struct SessionStoreInstrumentation: Sendable {
         }
     }
 
+    /// ``observe(_:_:)`` for an operation whose body never suspends (the in-process memory
+    /// store): the same counting, timing and error mapping without an async closure frame.
+    @inlinable
+    public func observeSync<T>(
+        _ operation: SessionStoreOperation,
+        _ body: () throws -> T
+    ) throws -> T {
+        let start = measures ? ContinuousClock.now : nil
+        if measures || logsDebug { self.started(operation) }
+        do {
+            let result = try body()
+            if let start { self.finished(operation, start: start) }
+            return result
+        } catch {
+            throw self.failed(operation, start: start, error: error)
+        }
+    }
+
     @usableFromInline
     func started(_ operation: SessionStoreOperation) {
         if measures { counters[operation.index].increment() }

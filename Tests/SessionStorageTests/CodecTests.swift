@@ -70,6 +70,39 @@ struct CodecTests {
         #expect(SessionKeyNaming(prefix: "", suffix: "").recordKey(name: "n", key: "k") == "n:k")
     }
 
+    @Test func keyNamingCopiesEveryPartWhole() {
+        // Parts of every length around the 8-byte and small-string (15 bytes) boundaries,
+        // non-ASCII included: the key is built in one buffer, byte by byte.
+        for length in 0...40 {
+            let part = String(repeating: "é", count: length / 2) + String(repeating: "x", count: length % 2)
+            let naming = SessionKeyNaming(prefix: "p" + part, suffix: part.isEmpty ? nil : part + "s")
+            let expected = "p" + part + ":session:" + "K" + part + (part.isEmpty ? "" : ":" + part + "s")
+            #expect(naming.recordKey(name: "session", key: "K" + part) == expected)
+            #expect(SessionKeyNaming().recordKey(name: part + "n", key: part + "k") == part + "n:" + part + "k")
+        }
+        let bridged = NSString(string: "bridged-session-key-0123456789") as String
+        #expect(SessionKeyNaming().recordKey(name: "session", key: bridged) == "session:bridged-session-key-0123456789")
+    }
+
+    @Test func separatorsAreFoundAtEveryPosition() throws {
+        for length in 1...43 {
+            let clean = String(repeating: "A", count: length)
+            try SessionStoreValidation.key(clean)
+            try SessionStoreValidation.key(String(repeating: "é", count: length))
+            for position in 0..<length {
+                for separator in [";", ":"] {
+                    var bytes = Array(clean.utf8)
+                    bytes[position] = UInt8(ascii: separator == ";" ? ";" : ":")
+                    let key = String(decoding: bytes, as: UTF8.self)
+                    #expect(throws: SessionStoreError.self, "\(key)") { try SessionStoreValidation.key(key) }
+                }
+            }
+        }
+        // Bytes one off the separators (9 and <) never match.
+        try SessionStoreValidation.key(String(repeating: "9<", count: 20))
+        #expect(throws: SessionStoreError.self) { try SessionStoreValidation.key("") }
+    }
+
     @Test func errorDescriptionsHoldNoDetails() {
         let error = SessionStoreError(
             .authenticationFailed, message: "authentication failed", backend: "redis",

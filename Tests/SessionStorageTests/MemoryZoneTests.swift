@@ -58,6 +58,20 @@ struct MemoryZoneTests {
         #expect(MemoryZone(name: "d", capacity: 1 << 30).shardCount == 16)
     }
 
+    @Test func everyShardHoldsItsOwnEntries() throws {
+        let zone = MemoryZone(name: "shards", capacity: 64 << 20)
+        #expect(zone.shardCount == 16)
+        for index in 0..<2000 { try zone.set("session:key-\(index)", value: "v\(index)", expiresAt: 100, now: 1) }
+        #expect(zone.count == 2000)
+        for index in 0..<2000 { #expect(zone.get("session:key-\(index)", now: 1) == "v\(index)") }
+        #expect(zone.usedBytes > 2000 * MemoryZone.entryOverhead)
+        #expect(zone.sweep(now: 100) == 2000)
+        #expect(zone.count == 0)
+        try zone.set("session:again", value: "v", expiresAt: 100, now: 1)
+        zone.removeAll()
+        #expect(zone.count == 0 && zone.usedBytes == 0)
+    }
+
     @Test func expiredEntriesAreNotReturnedAndAreSwept() throws {
         let zone = MemoryZone(name: "sweep", capacity: 8 << 20)
         for index in 0..<100 { try zone.set("short\(index)", value: "v", expiresAt: 50, now: 0) }

@@ -72,7 +72,7 @@ public struct MemorySessionStore: SessionStore {
     }
 
     public func set(_ request: SessionSetRequest) async throws {
-        try await instrumentation.observe(.set) {
+        try instrumentation.observeSync(.set) {
             try request.validate()
             let now = request.currentTime
             try zone.set(
@@ -98,14 +98,14 @@ public struct MemorySessionStore: SessionStore {
     }
 
     public func get(name: String, key: String, currentTime: Int) async throws -> String? {
-        try await instrumentation.observe(.get) {
+        try instrumentation.observeSync(.get) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             return zone.get(naming.recordKey(name: name, key: key), now: currentTime)
         }
     }
 
     public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
-        try await instrumentation.observe(.delete) {
+        try instrumentation.observeSync(.delete) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             zone.delete(naming.recordKey(name: name, key: key))
             guard let metadata else { return }
@@ -119,7 +119,7 @@ public struct MemorySessionStore: SessionStore {
     }
 
     public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
-        try await instrumentation.observe(.readMetadata) {
+        try instrumentation.observeSync(.readMetadata) {
             try SessionStoreValidation.index(name: name, audience: audience, subject: subject, currentTime: currentTime)
             guard let index = zone.get(naming.indexKey(name: name, audience: audience, subject: subject), now: currentTime)
             else { return [:] }

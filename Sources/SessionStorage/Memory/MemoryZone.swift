@@ -25,7 +25,12 @@ public final class MemoryZone: @unchecked Sendable {
     /// Bytes charged per entry on top of its key and value.
     public static let entryOverhead = 64
 
-    private let shards: UnsafeMutablePointer<Mutex<MemoryZoneShardState>>
+    /// The shards, each `shardStride` bytes apart on its own cache lines, so that two cores
+    /// locking neighbouring shards do not bounce one line between them (false sharing).
+    private let shardStorage: UnsafeMutableRawPointer
+    /// Bytes from one shard to the next: the shard's size rounded up to 128 (two cache lines,
+    /// as adjacent-line prefetchers pull pairs).
+    static let shardStride = (MemoryLayout<Mutex<MemoryZoneShardState>>.stride + 127) & ~127
     private let shardMask: Int
     /// The number of shards.
     public let shardCount: Int
@@ -53,31 +58,47 @@ public final class MemoryZone: @unchecked Sendable {
         self.shardMask = count - 1
         self.maximumEntrySize = capacity / count
         self.shardCount = count
-        self.shards = .allocate(capacity: count)
+        self.shardStorage = .allocate(byteCount: count * Self.shardStride, alignment: 128)
         for index in 0..<count {
-            (shards + index).initialize(to: Mutex(MemoryZoneShardState(budget: capacity / count)))
+            (shardStorage + index * Self.shardStride)
+                .bindMemory(to: Mutex<MemoryZoneShardState>.self, capacity: 1)
+                .initialize(to: Mutex(MemoryZoneShardState(budget: capacity / count)))
         }
     }
 
     deinit {
-        shards.deinitialize(count: shardCount)
-        shards.deallocate()
+        for index in 0..<shardCount { shardAt(index).deinitialize(count: 1) }
+        shardStorage.deallocate()
+    }
+
+    @inline(__always)
+    private func shardAt(_ index: Int) -> UnsafeMutablePointer<Mutex<MemoryZoneShardState>> {
+        (shardStorage + index * Self.shardStride).assumingMemoryBound(to: Mutex<MemoryZoneShardState>.self)
     }
 
     @inline(__always)
     private func shard(_ key: String) -> UnsafeMutablePointer<Mutex<MemoryZoneShardState>> {
-        guard shardMask != 0 else { return shards }
+        guard shardMask != 0 else { return shardAt(0) }
         // FNV-1a over the last 16 bytes: session ids and subjects differ there, and the
         // dictionary inside the shard hashes the whole key again anyway.
+        let hash = Self.shardHash(key)
+        return shardAt(Int(truncatingIfNeeded: hash >> 32) & shardMask)
+    }
+
+    @inline(__always)
+    private static func shardHash(_ key: String) -> UInt64 {
+        if let hash = key.utf8.withContiguousStorageIfAvailable({ shardHash($0) }) { return hash }
         var key = key
-        let hash = key.withUTF8 { bytes -> UInt64 in
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for byte in bytes.suffix(16) {
-                hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
-            }
-            return hash ^ UInt64(bytes.count)
+        return key.withUTF8 { shardHash($0) }
+    }
+
+    @inline(__always)
+    private static func shardHash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes.suffix(16) {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
-        return shards + (Int(truncatingIfNeeded: hash >> 32) & shardMask)
+        return hash ^ UInt64(bytes.count)
     }
 
     private func checkSize(key: String, value: String) throws {
@@ -136,25 +157,25 @@ public final class MemoryZone: @unchecked Sendable {
     public func sweep(now: Int) -> Int {
         var removed = 0
         for index in 0..<shardCount {
-            removed += (shards + index).pointee.withLock { $0.sweep(now: now) }
+            removed += shardAt(index).pointee.withLock { $0.sweep(now: now) }
         }
         return removed
     }
 
     /// Bytes in use (keys, values and overhead).
     public var usedBytes: Int {
-        (0..<shardCount).reduce(0) { total, index in total + (shards + index).pointee.withLock { $0.usedBytes } }
+        (0..<shardCount).reduce(0) { total, index in total + shardAt(index).pointee.withLock { $0.usedBytes } }
     }
 
     /// The number of entries, expired ones not yet reclaimed included.
     public var count: Int {
-        (0..<shardCount).reduce(0) { total, index in total + (shards + index).pointee.withLock { $0.map.count } }
+        (0..<shardCount).reduce(0) { total, index in total + shardAt(index).pointee.withLock { $0.map.count } }
     }
 
     /// Removes every entry.
     public func removeAll() {
         for index in 0..<shardCount {
-            (shards + index).pointee.withLock { $0 = MemoryZoneShardState(budget: $0.budget) }
+            shardAt(index).pointee.withLock { $0 = MemoryZoneShardState(budget: $0.budget) }
         }
     }
 }
@@ -200,7 +221,9 @@ struct MemoryZoneShardState: ~Copyable {
 
     mutating func set(_ key: String, value: String, expiresAt: Int, now: Int, liveAtCompaction: Int = 0) {
         let size = key.utf8.count + value.utf8.count + MemoryZone.entryOverhead
+        let kept: Int
         if let slot = map[key] {
+            kept = slot
             usedBytes += size - nodes[slot].size
             nodes[slot].value = value
             nodes[slot].expiresAt = expiresAt
@@ -222,8 +245,10 @@ struct MemoryZoneShardState: ~Copyable {
             map[key] = slot
             usedBytes += size
             linkAtHead(slot)
+            kept = slot
         }
-        evict(keeping: map[key]!, now: now)
+        // The slot found or filled above: no third hash of the key.
+        evict(keeping: kept, now: now)
     }
 
     @discardableResult
