@@ -5,25 +5,7 @@
 public enum MemcachedKeyEscaping {
     /// The escaped form of `key`.
     public static func escape(_ key: String) -> String {
-        var key = key
-        return key.withUTF8 { source in
-            // Every byte escapes to at most three; the result is written in one pass.
-            String(unsafeUninitializedCapacity: source.count * 3) { target in
-                var count = 0
-                for byte in source {
-                    if isUnreserved(byte) {
-                        target[count] = byte
-                        count += 1
-                    } else {
-                        target[count] = UInt8(ascii: "%")
-                        target[count + 1] = hexDigit(byte >> 4)
-                        target[count + 2] = hexDigit(byte & 0x0F)
-                        count += 3
-                    }
-                }
-                return count
-            }
-        }
+        escapeJoined(key, nil, nil, nil)
     }
 
     /// The escaped form of the non-`nil` parts joined by `:`, written in one pass (no joined

@@ -254,7 +254,11 @@ public final class MemcachedSessionStore: SessionStore, Service {
 
     /// The memcached key of a logical key name: escaped, at most 250 bytes.
     public static func memcachedKey(_ key: String) throws -> String {
-        let escaped = MemcachedKeyEscaping.escape(key)
+        try checkedLength(MemcachedKeyEscaping.escape(key))
+    }
+
+    /// `escaped`, or the typed error when it is over memcached's key limit.
+    private static func checkedLength(_ escaped: String) throws -> String {
         guard escaped.utf8.count <= MemcachedKey.maximumLength else {
             throw SessionStoreError(
                 .keyTooLong,
@@ -271,15 +275,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
 
     /// `escapedKey(naming.recordKey(name:key:))` in one pass.
     func escapedRecordKey(name: String, key: String) throws -> String {
-        let escaped = MemcachedKeyEscaping.escapeJoined(naming.prefix, name, key, naming.suffix)
-        guard escaped.utf8.count <= MemcachedKey.maximumLength else {
-            throw SessionStoreError(
-                .keyTooLong,
-                message: "the escaped key is \(escaped.utf8.count) bytes, over memcached's limit of \(MemcachedKey.maximumLength)",
-                backend: "memcached"
-            )
-        }
-        return escaped
+        try Self.checkedLength(MemcachedKeyEscaping.escapeJoined(naming.prefix, name, key, naming.suffix))
     }
 
     // MARK: - rotation

@@ -31,11 +31,6 @@ struct SHA256State: @unchecked Sendable {  // a plain C struct of integers and b
     mutating func finalize(into output: UnsafeMutableRawPointer) {
         CCryptoBoringSSL_SHA256_Final(output.assumingMemoryBound(to: UInt8.self), &context)
     }
-
-    /// Overwrites the state (it may hold key-derived material).
-    mutating func wipe() {
-        context = SHA256_CTX()
-    }
 }
 
 /// AES-256-GCM with a 12-byte nonce and a 16-byte tag (the cookie's AEAD, COOKIE.md §5), one
