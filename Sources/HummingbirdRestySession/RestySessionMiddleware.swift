@@ -33,14 +33,19 @@ public struct RestySessionMiddleware<Context: RestySessionRequestContext>: Route
     /// The session core the sessions come from.
     public let manager: SessionManager
 
+    /// Whether `Context` carries the client's address (`RemoteAddressRequestContext`): decided
+    /// once here rather than by a dynamic cast of every request's context.
+    let contextHasRemoteAddress: Bool
+
     /// Creates the middleware.
     public init(manager: SessionManager) {
         self.manager = manager
+        self.contextHasRemoteAddress = Context.self is any RemoteAddressRequestContext.Type
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        let session = RequestSession(manager: manager, request: Self.sessionRequest(request, context: context))
+        let session = RequestSession(manager: manager, request: Self.sessionRequest(request, context: context, withAddress: contextHasRemoteAddress))
         context.session = session
         var response = try await next(request, context)
         for cookie in try await session.finish() {
@@ -50,9 +55,9 @@ public struct RestySessionMiddleware<Context: RestySessionRequestContext>: Route
     }
 
     /// The request facts the session core reads: cookies, client address, scheme, user agent.
-    static func sessionRequest(_ request: Request, context: Context) -> SessionRequest {
+    static func sessionRequest(_ request: Request, context: Context, withAddress: Bool) -> SessionRequest {
         var address: String?
-        if let remote = (context as? any RemoteAddressRequestContext)?.remoteAddress {
+        if withAddress, let remote = (context as? any RemoteAddressRequestContext)?.remoteAddress {
             address = remote.ipAddress
         }
         return SessionRequest(

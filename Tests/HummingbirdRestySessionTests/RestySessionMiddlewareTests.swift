@@ -1,8 +1,9 @@
 import AdapterTestSupport
 import Foundation
 import HTTPTypes
+import NIOCore
 import Hummingbird
-import HummingbirdRestySession
+@testable import HummingbirdRestySession
 import HummingbirdTesting
 import RestySession
 import SessionStorage
@@ -236,6 +237,56 @@ func makeManager(store: any SessionStore, time: TestTime) throws -> SessionManag
             try await client.execute(uri: "/peek", method: .get) { response in
                 #expect(String(buffer: response.body) == "invalidState")
             }
+        }
+    }
+}
+
+/// A context that knows the client's address, as Hummingbird's live server gives it.
+struct AddressContext: RestySessionRequestContext, RemoteAddressRequestContext {
+    var coreContext: CoreRequestContextStorage
+    var session = RequestSession()
+    let remoteAddress: SocketAddress?
+    init(source: Source) {
+        self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress
+    }
+}
+
+@Suite struct RestySessionMiddlewareAddressTests {
+    /// With `bind: .ip` the cookie is bound to the client's address: the middleware must pass
+    /// the address of a `RemoteAddressRequestContext` to the session core (and none otherwise).
+    @Test func theClientAddressReachesTheSessionCore() async throws {
+        let store = MemorySessionStore(configuration: .init(zone: "hb-address-\(UInt64.random(in: 0...UInt64.max))"))
+        var configuration = SessionManager.Configuration(secret: "hummingbird address test secret")
+        configuration.bind = [.ip]
+        let manager = try SessionManager(configuration: configuration, storage: store, logger: quiet)
+        #expect(RestySessionMiddleware<AddressContext>(manager: manager).contextHasRemoteAddress)
+        #expect(!RestySessionMiddleware<TestContext>(manager: manager).contextHasRemoteAddress)
+
+        let router = Router(context: AddressContext.self)
+        router.add(middleware: RestySessionMiddleware(manager: manager))
+        router.post("/login") { _, context in
+            try await context.session.setSubject("carol")
+            return "ok"
+        }
+        router.get("/me") { _, context in
+            try await context.session.subject() ?? "anonymous"
+        }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let cookie = try await client.execute(uri: "/login", method: .post) { response in
+                let setCookie = try #require(response.headers[values: .setCookie].first)
+                return String(setCookie.prefix { $0 != ";" })
+            }
+            // the same client address opens it through the middleware
+            try await client.execute(uri: "/me", method: .get, headers: [.cookie: cookie]) { response in
+                #expect(String(buffer: response.body) == "carol")
+            }
+            // the session core sees the binding: from 127.0.0.1 it opens, from elsewhere it does not
+            let here = try await manager.open(SessionRequest(cookieHeader: cookie, remoteAddress: "127.0.0.1"))
+            #expect(here.subject == "carol")
+            let elsewhere = try await manager.open(SessionRequest(cookieHeader: cookie, remoteAddress: "10.1.2.3"))
+            #expect(elsewhere.state != .open)
         }
     }
 }
