@@ -73,15 +73,15 @@ extension Session {
 
         // The MAC, with the current key, then the fallbacks; compared in constant time.
         let message = macMessage(header)
-        var verifiedKey: SessionKey?
+        var verified: (key: SessionKey, authentication: HMACSHA256)?
         for key in [settings.key] + settings.fallbackKeys {
-            let expected = SessionCrypto.mac(key, sid: header.sid, message: message)
-            if SessionCrypto.constantTimeEquals(expected, header.mac[...]) {
-                verifiedKey = key
+            let authentication = SessionCrypto.authentication(key, sid: header.sid)
+            if SessionCrypto.constantTimeEquals(SessionCrypto.mac(authentication, message: message), header.mac[...]) {
+                verified = (key, authentication)
                 break
             }
         }
-        guard let key = verifiedKey else { return .invalidMAC }
+        guard let (key, authentication) = verified else { return .invalidMAC }
 
         // The payload: from the store, or from the cookie and its chunks.
         var payload: [UInt8]
@@ -143,7 +143,8 @@ extension Session {
         let decrypted = SessionCrypto.withEncryptionKey(
             key,
             sid: header.sid,
-            iterations: remember ? settings.rememberIterations : nil
+            iterations: remember ? settings.rememberIterations : nil,
+            authentication: authentication  // prepared for the MAC check: cached with the keys
         ) { aesKey, nonce in
             AES256GCM.open(ciphertext, tag: header.tag, key: aesKey, nonce: nonce, additionalData: header.additionalData)
         }

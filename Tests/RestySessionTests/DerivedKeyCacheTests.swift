@@ -67,5 +67,14 @@ struct DerivedKeyCacheTests {
         #expect(session.state == .open)
         #expect(session["user"] == "grace")
         #expect(cache.count == 1)
+
+        // another instance with the same secret caches the id once the cookie verified, with
+        // the MAC key it prepared for the check; the next open is served from that entry
+        let other = try makeManager(clock: clock)
+        #expect(try await other.open(SessionRequest(jar: jar)).state == .open)
+        #expect(other.settings.key.derived.count == 1)
+        let again = try await other.open(SessionRequest(jar: jar))
+        #expect(again["user"] == "grace")
+        #expect(other.settings.key.derived.count == 1)
     }
 }

@@ -128,13 +128,14 @@ struct SessionKey: Sendable {
 
     /// The derived keys of `sid`: from the cache, or derived and cached. Call it only for ids
     /// whose MAC verified or that this process issues (see ``DerivedKeyCache``).
-    func derivedKeys(sid: [UInt8]) -> DerivedKeyCache.Entry {
+    /// `authentication`, when given, is the sid's MAC HMAC the caller already prepared.
+    func derivedKeys(sid: [UInt8], authentication: HMACSHA256? = nil) -> DerivedKeyCache.Entry {
         if let entry = derived.lookup(sid) { return entry }
         var material = DerivedKeyCache.EncryptionMaterial()
         withUnsafeMutableBytes(of: &material.words) { words in
             expand(usage: "encryption", nonce: sid, into: UnsafeMutableRawBufferPointer(rebasing: words[0..<DerivedKeyCache.EncryptionMaterial.size]))
         }
-        let entry = DerivedKeyCache.Entry(authentication: authenticationHMAC(sid: sid), encryption: material)
+        let entry = DerivedKeyCache.Entry(authentication: authentication ?? authenticationHMAC(sid: sid), encryption: material)
         derived.insert(sid, entry)
         return entry
     }
@@ -162,11 +163,12 @@ enum SessionCrypto {
         _ key: SessionKey,
         sid: [UInt8],
         iterations: Int?,
+        authentication: HMACSHA256? = nil,
         _ body: (_ key: UnsafeRawBufferPointer, _ nonce: UnsafeRawBufferPointer) -> Result
     ) -> Result {
         guard let iterations else {
             // HKDF: derived once per session id (DerivedKeyCache)
-            var encryption = key.derivedKeys(sid: sid).encryption
+            var encryption = key.derivedKeys(sid: sid, authentication: authentication).encryption
             defer { encryption = .init() }
             return withUnsafeBytes(of: &encryption.words) { material in
                 body(
@@ -189,8 +191,18 @@ enum SessionCrypto {
 
     /// The header MAC: HMAC-SHA256(HKDF(ikm, "authentication:" sid, 32), message), first 16 bytes.
     static func mac(_ key: SessionKey, sid: [UInt8], message: [UInt8]) -> [UInt8] {
-        let authentication = key.derived.lookup(sid)?.authentication ?? key.authenticationHMAC(sid: sid)
-        return [UInt8](unsafeUninitializedCapacity: macSize) { output, initialized in
+        mac(authentication(key, sid: sid), message: message)
+    }
+
+    /// The HMAC keyed with the MAC key of `sid`: cached, or derived (and not cached: the
+    /// cookie is not verified yet).
+    static func authentication(_ key: SessionKey, sid: [UInt8]) -> HMACSHA256 {
+        key.derived.lookup(sid)?.authentication ?? key.authenticationHMAC(sid: sid)
+    }
+
+    /// The header MAC of `message` with a prepared MAC HMAC: the first 16 bytes.
+    static func mac(_ authentication: HMACSHA256, message: [UInt8]) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: macSize) { output, initialized in
             message.withUnsafeBytes { authentication.authenticate($0, into: UnsafeMutableRawBufferPointer(output)) }
             initialized = macSize
         }
