@@ -12,19 +12,17 @@ import Synchronization
 /// framework's request context. Its operations are meant to be called one at a time by the
 /// request's handler, as a request is handled by one task.
 public final class RequestSession: Sendable {
-    /// What decides whether the session changed since it was opened or last saved.
-    struct Fingerprint: Hashable {
-        var audience: String
-        var audiences: [String]
-        var subject: String?
-        var data: [String: SessionValue]
+    /// What decides whether the session changed since it was opened or last saved: every
+    /// audience's data and subject, the current audience, the remember choice. (An unchanged
+    /// session compares in constant time: its entries are still the same array buffer.)
+    struct Fingerprint: Equatable {
+        var entries: [Session.AudienceData]
+        var index: Int
         var remember: Bool
 
         init(_ session: Session) {
-            self.audience = session.audience
-            self.audiences = session.audiences
-            self.subject = session.subject
-            self.data = session.data
+            self.entries = session.entries
+            self.index = session.index
             self.remember = session.remember
         }
     }

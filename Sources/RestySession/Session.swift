@@ -47,31 +47,115 @@ public struct Session: Sendable {
         var ciphertext: String?
     }
 
-    let settings: SessionSettings
-    /// The request this session was made for.
-    public let request: SessionRequest
-    /// The session's state.
-    public internal(set) var state: State = .new
-    /// Why the request's cookie did not open, when it did not.
-    public internal(set) var openFailure: SessionOpenFailure?
-    /// Whether the session was restored from the remember cookie.
-    public internal(set) var isRestoredFromRememberCookie = false
-    /// The `Set-Cookie` header values to send with the response, at most one per cookie name.
-    public internal(set) var setCookieHeaders: [String] = []
+    /// The session's fields, in one copy-on-write box: a `Session` is passed and returned by
+    /// value through the request (the adapters keep one, handlers copy it), and a copy of the
+    /// box is one retain where a copy of a dozen fields was a retain per field.
+    final class Fields: @unchecked Sendable {
+        // @unchecked: mutated only through `Session`'s accessors, which copy the box first
+        // unless this `Session` is its only owner (copy on write), so a box that can be seen
+        // from two places is never written.
+        let settings: SessionSettings
+        let request: SessionRequest
+        var state: State = .new
+        var openFailure: SessionOpenFailure?
+        var isRestoredFromRememberCookie = false
+        var setCookieHeaders: [String] = []
+        var meta: CookieMeta?
+        var rememberMeta: CookieMeta?
+        var entries: [AudienceData]
+        var index = 0
+        var infoData: [String: [String: SessionValue]] = [:]
+        var rememberChoice: Bool?
 
-    var meta: CookieMeta?
-    var rememberMeta: CookieMeta?
-    var entries: [AudienceData]
-    var index = 0
+        init(settings: SessionSettings, request: SessionRequest, entries: [AudienceData]) {
+            self.settings = settings
+            self.request = request
+            self.entries = entries
+        }
+
+        init(copying other: Fields) {
+            settings = other.settings
+            request = other.request
+            state = other.state
+            openFailure = other.openFailure
+            isRestoredFromRememberCookie = other.isRestoredFromRememberCookie
+            setCookieHeaders = other.setCookieHeaders
+            meta = other.meta
+            rememberMeta = other.rememberMeta
+            entries = other.entries
+            index = other.index
+            infoData = other.infoData
+            rememberChoice = other.rememberChoice
+        }
+    }
+
+    private var fields: Fields
+
+    /// The box, copied first when another `Session` shares it.
+    private var uniqueFields: Fields {
+        mutating get {
+            if !isKnownUniquelyReferenced(&fields) { fields = Fields(copying: fields) }
+            return fields
+        }
+    }
+
+    var settings: SessionSettings { fields.settings }
+    /// The request this session was made for.
+    public var request: SessionRequest { fields.request }
+    /// The session's state.
+    public internal(set) var state: State {
+        get { fields.state }
+        set { uniqueFields.state = newValue }
+    }
+    /// Why the request's cookie did not open, when it did not.
+    public internal(set) var openFailure: SessionOpenFailure? {
+        get { fields.openFailure }
+        set { uniqueFields.openFailure = newValue }
+    }
+    /// Whether the session was restored from the remember cookie.
+    public internal(set) var isRestoredFromRememberCookie: Bool {
+        get { fields.isRestoredFromRememberCookie }
+        set { uniqueFields.isRestoredFromRememberCookie = newValue }
+    }
+    /// The `Set-Cookie` header values to send with the response, at most one per cookie name.
+    public internal(set) var setCookieHeaders: [String] {
+        get { fields.setCookieHeaders }
+        _modify { yield &uniqueFields.setCookieHeaders }
+    }
+
+    var meta: CookieMeta? {
+        get { fields.meta }
+        _modify { yield &uniqueFields.meta }
+    }
+    var rememberMeta: CookieMeta? {
+        get { fields.rememberMeta }
+        _modify { yield &uniqueFields.rememberMeta }
+    }
+    var entries: [AudienceData] {
+        get { fields.entries }
+        _modify { yield &uniqueFields.entries }
+    }
+    var index: Int {
+        get { fields.index }
+        set { uniqueFields.index = newValue }
+    }
     /// Storage backend only: `info` data per audience, kept in the store next to the payload.
-    var infoData: [String: [String: SessionValue]] = [:]
+    var infoData: [String: [String: SessionValue]] {
+        get { fields.infoData }
+        _modify { yield &uniqueFields.infoData }
+    }
     /// `setRemember(_:)`'s choice; `nil` follows the cookie and the configuration.
-    var rememberChoice: Bool?
+    var rememberChoice: Bool? {
+        get { fields.rememberChoice }
+        set { uniqueFields.rememberChoice = newValue }
+    }
 
     init(settings: SessionSettings, request: SessionRequest) {
-        self.settings = settings
-        self.request = request
-        self.entries = [AudienceData(values: [:], audience: settings.configuration.audience, subject: settings.configuration.subject)]
+        self.fields = Fields(
+            settings: settings,
+            request: request,
+            entries: [AudienceData(values: [:], audience: settings.configuration.audience, subject: settings.configuration.subject)]
+        )
     }
 
     // MARK: data

@@ -121,6 +121,33 @@ struct CodecTests {
         #expect(SessionJSON.decode(Array(fine.utf8)) != nil)
     }
 
+    @Test func jsonStringsMustBeValidUTF8AtEveryOffset() {
+        // ASCII takes a fast path; a non-ASCII byte anywhere (in the 8-byte words or the tail)
+        // must send the string through validation, with and without escapes before it.
+        for length in 0..<20 {
+            for position in 0..<max(length, 1) {
+                for escaped in [false, true] {
+                    let prefix: [UInt8] = escaped ? Array(#"\n"#.utf8) : []
+                    var ascii = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                    var json = Array(#"[""#.utf8) + prefix + ascii + Array(#""]"#.utf8)
+                    let plain = String(repeating: "a", count: length)
+                    #expect(SessionJSON.decode(json) == [.string((escaped ? "\n" : "") + plain)])
+                    guard length > 0 else { continue }
+                    for bad in [[0xFF], [0xC3], [0xE2, 0x82], [0xED, 0xA0, 0x80], [0x80]] as [[UInt8]] {
+                        ascii = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                        ascii.replaceSubrange(position..<position + 1, with: bad)
+                        json = Array(#"[""#.utf8) + prefix + ascii + Array(#""]"#.utf8)
+                        #expect(SessionJSON.decode(json) == nil, "length \(length) at \(position): \(bad)")
+                    }
+                    ascii = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                    ascii.replaceSubrange(position..<position + 1, with: Array("é".utf8))
+                    json = Array(#"[""#.utf8) + prefix + ascii + Array(#""]"#.utf8)
+                    #expect(SessionJSON.decode(json) == [.string(String(decoding: prefix.isEmpty ? ascii : Array("\n".utf8) + ascii, as: UTF8.self))])
+                }
+            }
+        }
+    }
+
     @Test func jsonStringsRoundTripWithEscapesAtEveryOffset() {
         // the word-at-a-time scans must stop at an escape wherever it sits in the 8-byte word
         var rng = SplitMix64(seed: 17)

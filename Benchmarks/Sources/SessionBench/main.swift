@@ -4,10 +4,14 @@ import SessionStorage
 
 // session-bench: open + save of a session holding 1 KiB of data, through the session core,
 // with N concurrent tasks; cookie-only or on the memory store. Prints one RESULT line.
+// `--operation open` measures what a request that only reads its session costs: open, read
+// the subject, refresh (nothing is due, so nothing is written); `--operation request` the same
+// through `RequestSession`, as the framework adapters run it (load, subject, finish).
 //
-//   session-bench [--storage cookie|memory] [--tasks N] [--seconds S] [--data-bytes B]
+//   session-bench [--storage cookie|memory] [--operation open-save|open|request] [--tasks N] [--seconds S] [--data-bytes B]
 
-let usage = "usage: session-bench [--storage cookie|memory] [--tasks N] [--seconds S] [--data-bytes B]"
+let usage = "usage: session-bench [--storage cookie|memory] [--operation open-save|open|request] [--tasks N] [--seconds S] [--data-bytes B]"
+var operation = "open-save"
 var storageKind = "cookie"
 var tasks = 1
 var seconds = 5.0
@@ -20,6 +24,7 @@ while let argument = arguments.next() {
     }
     switch argument {
     case "--storage": storageKind = next()
+    case "--operation": operation = next()
     case "--tasks": tasks = Int(next())!
     case "--seconds": seconds = Double(next())!
     case "--data-bytes": dataBytes = Int(next())!
@@ -59,10 +64,14 @@ func firstCookie(_ manager: SessionManager, dataBytes: Int) async throws -> Stri
     var state: UInt64 = 0x243F_6A88_85A3_08D3
     let bytes = (0..<(dataBytes * 3 / 4)).map { _ -> UInt8 in state = state &* 6_364_136_223_846_793_005 &+ 1; return UInt8(truncatingIfNeeded: state >> 56) }
     first["data"] = .string(Base64URL.encode(bytes))
+    first.subject = "bench"
     try await first.save()
     return cookieHeader(first.setCookieHeaders)
 }
 let initialCookie = try await firstCookie(manager, dataBytes: dataBytes)
+guard ["open-save", "open", "request"].contains(operation) else { fatalError("unknown operation \(operation)") }
+let throughRequestSession = operation == "request"
+let saves = operation == "open-save"
 
 struct Result: Sendable { var operations = 0; var errors = 0; var failedOpens = 0 }
 
@@ -78,12 +87,25 @@ func load(seconds: Double, tasks: Int, manager: SessionManager, initialCookie: S
                 while ContinuousClock.now < deadline {
                     for _ in 0..<32 {
                         do {
+                            if throughRequestSession {
+                                let request = RequestSession(manager: manager, request: SessionRequest(cookieHeader: cookie))
+                                if try await request.subject() != "bench" { result.failedOpens += 1 }
+                                if try await !request.finish().isEmpty { result.errors += 1 }
+                                result.operations += 1
+                                continue
+                            }
                             var session = try await manager.open(SessionRequest(cookieHeader: cookie))
                             if !session.exists { result.failedOpens += 1 }
-                            counter += 1
-                            session["n"] = .number(Double(counter))
-                            try await session.save()
-                            cookie = cookieHeader(session.setCookieHeaders)
+                            if saves {
+                                counter += 1
+                                session["n"] = .number(Double(counter))
+                                try await session.save()
+                                cookie = cookieHeader(session.setCookieHeaders)
+                            } else {
+                                if session.subject != "bench" { result.failedOpens += 1 }
+                                try await session.refresh()
+                                if !session.setCookieHeaders.isEmpty { result.errors += 1 }
+                            }
                         } catch {
                             result.errors += 1
                         }
@@ -118,7 +140,7 @@ let errors = results.reduce(0) { $0 + $1.errors }
 let failedOpens = results.reduce(0) { $0 + $1.failedOpens }
 let (secs, atto) = elapsed.components
 let wall = Double(secs) + Double(atto) / 1e18
-print("RESULT storage=\(storageKind) tasks=\(tasks) ops=\(operations) ops_per_sec=\(Int(Double(operations) / wall)) "
+print("RESULT storage=\(storageKind) operation=\(operation) tasks=\(tasks) ops=\(operations) ops_per_sec=\(Int(Double(operations) / wall)) "
     + "us_per_op_per_task=\(String(format: "%.2f", wall * 1e6 * Double(tasks) / Double(max(operations, 1)))) "
     + "cpu_us_per_op=\(String(format: "%.2f", cpuUsed * 1e6 / Double(max(operations, 1)))) "
     + "errors=\(errors) failed_opens=\(failedOpens) cookie_bytes=\(initialCookie.utf8.count)")

@@ -116,6 +116,24 @@ enum SessionJSON {
         return index
     }
 
+    /// A string of `bytes`, or `nil` when they are not valid UTF-8. ASCII, the common case,
+    /// takes the stdlib's non-generic path (`String(validating:)` looks up generic metadata per
+    /// call).
+    static func makeString(validating bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        var index = 0
+        var seen: UInt64 = 0
+        while index + 8 <= bytes.count {
+            seen |= load(bytes, index)
+            index += 8
+        }
+        while index < bytes.count {
+            seen |= UInt64(bytes[index])
+            index += 1
+        }
+        if seen & 0x8080_8080_8080_8080 == 0 { return String(decoding: bytes, as: UTF8.self) }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
     static func encodeString(_ string: String, into out: inout [UInt8]) {
         var string = string
         string.withUTF8 { encodeString(utf8: $0, into: &out) }
@@ -278,7 +296,7 @@ enum SessionJSON {
             while end < bytes.count {
                 let byte = bytes[end]
                 if byte == UInt8(ascii: "\"") {
-                    let text = String(validating: UnsafeBufferPointer(rebasing: bytes[position..<end]), as: UTF8.self)
+                    let text = SessionJSON.makeString(validating: UnsafeBufferPointer(rebasing: bytes[position..<end]))
                     position = end + 1
                     return text
                 }
@@ -292,7 +310,7 @@ enum SessionJSON {
                 position += 1
                 switch byte {
                 case UInt8(ascii: "\""):
-                    return String(validating: out, as: UTF8.self)
+                    return out.withUnsafeBufferPointer { SessionJSON.makeString(validating: $0) }
                 case UInt8(ascii: "\\"):
                     guard position < bytes.count else { return nil }
                     let escape = bytes[position]
