@@ -30,7 +30,7 @@ public final class RequestSession: Sendable {
     struct State {
         var session: Session?
         var baseline: Fingerprint?
-        var openedID: String?
+        var openedSID: [UInt8]?
         var finished = false
     }
 
@@ -71,7 +71,7 @@ public final class RequestSession: Sendable {
             if let current = state.session { return current }
             state.session = session
             state.baseline = Fingerprint(session)
-            state.openedID = session.id
+            state.openedSID = session.sid
             return session
         }
     }
@@ -81,7 +81,7 @@ public final class RequestSession: Sendable {
     @discardableResult
     public func modify<T>(_ body: (inout Session) async throws -> T) async throws -> T {
         var session = try await load()
-        let idBefore = session.id
+        let idBefore = session.sid
         let result: T
         do {
             result = try await body(&session)
@@ -93,11 +93,11 @@ public final class RequestSession: Sendable {
         return result
     }
 
-    private func store(_ session: Session, idBefore: String?) {
+    private func store(_ session: Session, idBefore: [UInt8]?) {
         state.withLock { state in
             state.session = session
             // A new id means `body` saved the session: what it holds now is what is stored.
-            if session.id != idBefore { state.baseline = Fingerprint(session) }
+            if session.sid != idBefore { state.baseline = Fingerprint(session) }
         }
     }
 
@@ -168,10 +168,10 @@ public final class RequestSession: Sendable {
     ///
     /// Calling it again returns an empty list.
     public func finish() async throws -> [String] {
-        let snapshot = state.withLock { state -> (Session?, Fingerprint?, String?) in
+        let snapshot = state.withLock { state -> (Session?, Fingerprint?, [UInt8]?) in
             guard !state.finished else { return (nil, nil, nil) }
             state.finished = true
-            return (state.session, state.baseline, state.openedID)
+            return (state.session, state.baseline, state.openedSID)
         }
         guard var session = snapshot.0 else { return [] }
         let changed = Fingerprint(session) != snapshot.1
@@ -185,7 +185,7 @@ public final class RequestSession: Sendable {
         case .open:
             if changed {
                 try await session.save()
-            } else if session.id == snapshot.2 {
+            } else if session.sid == snapshot.2 {
                 try await session.refresh()
             }
         }

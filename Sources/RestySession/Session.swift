@@ -101,52 +101,52 @@ public struct Session: Sendable {
 
     var settings: SessionSettings { fields.settings }
     /// The request this session was made for.
-    public var request: SessionRequest { fields.request }
+    public var request: SessionRequest { _read { yield fields.request } }
     /// The session's state.
     public internal(set) var state: State {
-        get { fields.state }
+        _read { yield fields.state }
         set { uniqueFields.state = newValue }
     }
     /// Why the request's cookie did not open, when it did not.
     public internal(set) var openFailure: SessionOpenFailure? {
-        get { fields.openFailure }
+        _read { yield fields.openFailure }
         set { uniqueFields.openFailure = newValue }
     }
     /// Whether the session was restored from the remember cookie.
     public internal(set) var isRestoredFromRememberCookie: Bool {
-        get { fields.isRestoredFromRememberCookie }
+        _read { yield fields.isRestoredFromRememberCookie }
         set { uniqueFields.isRestoredFromRememberCookie = newValue }
     }
     /// The `Set-Cookie` header values to send with the response, at most one per cookie name.
     public internal(set) var setCookieHeaders: [String] {
-        get { fields.setCookieHeaders }
+        _read { yield fields.setCookieHeaders }
         _modify { yield &uniqueFields.setCookieHeaders }
     }
 
     var meta: CookieMeta? {
-        get { fields.meta }
+        _read { yield fields.meta }
         _modify { yield &uniqueFields.meta }
     }
     var rememberMeta: CookieMeta? {
-        get { fields.rememberMeta }
+        _read { yield fields.rememberMeta }
         _modify { yield &uniqueFields.rememberMeta }
     }
     var entries: [AudienceData] {
-        get { fields.entries }
+        _read { yield fields.entries }
         _modify { yield &uniqueFields.entries }
     }
     var index: Int {
-        get { fields.index }
+        _read { yield fields.index }
         set { uniqueFields.index = newValue }
     }
     /// Storage backend only: `info` data per audience, kept in the store next to the payload.
     var infoData: [String: [String: SessionValue]] {
-        get { fields.infoData }
+        _read { yield fields.infoData }
         _modify { yield &uniqueFields.infoData }
     }
     /// `setRemember(_:)`'s choice; `nil` follows the cookie and the configuration.
     var rememberChoice: Bool? {
-        get { fields.rememberChoice }
+        _read { yield fields.rememberChoice }
         set { uniqueFields.rememberChoice = newValue }
     }
 
@@ -275,6 +275,9 @@ public struct Session: Sendable {
 
     /// The session id: base64url of the 32 random bytes (43 characters), once opened or saved.
     public var id: String? { meta.map { Base64URL.encode($0.header.sid) } }
+
+    /// The session id's 32 bytes (``id`` without the base64url encoding).
+    var sid: [UInt8]? { meta?.header.sid }
 
     /// The storage key of the session (its id, or the id's hash with `hashStorageKey`).
     public var storageKey: String? { meta.map { settings.storageKey(sid: $0.header.sid) } }
