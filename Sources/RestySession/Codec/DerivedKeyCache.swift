@@ -39,9 +39,12 @@ final class DerivedKeyCache: Sendable {
     }
 
     private struct State {
-        var entries: [ID: Entry] = [:]
-        /// Insertion order, as a ring: the slot at `next` holds the oldest id once full.
-        var order: [ID] = []
+        /// id → its slot in `slots`. (The entries themselves stay put in `slots`: a
+        /// dictionary's removal shifts its neighbours, cheap for an `Int`, not for an entry's
+        /// prepared SHA-256 states.)
+        var positions: [ID: Int] = [:]
+        /// Entries in insertion order, as a ring: the slot at `next` holds the oldest once full.
+        var slots: [(id: ID, entry: Entry)] = []
         var next = 0
     }
 
@@ -51,29 +54,34 @@ final class DerivedKeyCache: Sendable {
     init(capacity: Int) {
         self.capacity = max(0, capacity)
         var initial = State()
-        initial.entries.reserveCapacity(self.capacity)
+        initial.positions.reserveCapacity(self.capacity)
         self.state = Mutex(initial)
     }
 
     func lookup(_ sid: [UInt8]) -> Entry? {
         guard capacity > 0, let id = ID(sid) else { return nil }
-        return state.withLock { $0.entries[id] }
+        return state.withLock { state in state.positions[id].map { state.slots[$0].entry } }
     }
 
     func insert(_ sid: [UInt8], _ entry: Entry) {
         guard capacity > 0, let id = ID(sid) else { return }
         state.withLock { state in
-            guard state.entries.updateValue(entry, forKey: id) == nil else { return }
-            if state.order.count < capacity {
-                state.order.append(id)
+            if let position = state.positions[id] {
+                state.slots[position].entry = entry
+                return
+            }
+            if state.slots.count < capacity {
+                state.positions[id] = state.slots.count
+                state.slots.append((id, entry))
             } else {
-                state.entries[state.order[state.next]] = nil
-                state.order[state.next] = id
+                state.positions[state.slots[state.next].id] = nil
+                state.positions[id] = state.next
+                state.slots[state.next] = (id, entry)
                 state.next = (state.next + 1) % capacity
             }
         }
     }
 
     /// The number of ids held.
-    var count: Int { state.withLock { $0.entries.count } }
+    var count: Int { state.withLock { $0.positions.count } }
 }
