@@ -22,9 +22,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
     ],
     targets: [
+        .target(name: "CBenchSupport"),
         .executableTarget(
             name: "StorageBench",
             dependencies: [
+                "CBenchSupport",
                 .product(name: "SessionStorage", package: rootPackage),
                 .product(name: "MemcachedSessionStorage", package: rootPackage),
                 .product(name: "PostgresSessionStorage", package: rootPackage),

@@ -26,40 +26,49 @@ public struct SessionKeyNaming: Sendable, Hashable {
         let count = prefix.utf8.count + name.utf8.count + key.utf8.count + suffix.utf8.count + 1
             + (hasPrefix ? 1 : 0) + (hasSuffix ? 1 : 0)
         // One allocation and plain byte copies: this runs on every operation of the memory store,
-        // where repeated `append`s cost more than the shard lookup itself.
+        // where repeated `append`s cost more than the shard lookup itself. A cursor passed
+        // `inout` (not a variable captured by nested functions, which costs a dynamic
+        // exclusivity check per access).
         return String(unsafeUninitializedCapacity: count) { buffer in
+            let base = buffer.baseAddress!
             var offset = 0
-            func copy(_ part: String) {
-                // Native strings lend their bytes without a copy of the string (no retain);
-                // others (bridged) are made contiguous first.
-                let done: Void? = part.utf8.withContiguousStorageIfAvailable { bytes in
-                    guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
-                    buffer.baseAddress!.advanced(by: offset).initialize(from: base, count: bytes.count)
-                    offset += bytes.count
-                }
-                if done == nil {
-                    for byte in part.utf8 {
-                        buffer[offset] = byte
-                        offset += 1
-                    }
-                }
-            }
-            func colon() {
-                buffer[offset] = UInt8(ascii: ":")
+            if hasPrefix {
+                Self.copy(prefix, to: base, at: &offset)
+                base[offset] = UInt8(ascii: ":")
                 offset += 1
             }
-            if hasPrefix {
-                copy(prefix)
-                colon()
-            }
-            copy(name)
-            colon()
-            copy(key)
+            Self.copy(name, to: base, at: &offset)
+            base[offset] = UInt8(ascii: ":")
+            offset += 1
+            Self.copy(key, to: base, at: &offset)
             if hasSuffix {
-                colon()
-                copy(suffix)
+                base[offset] = UInt8(ascii: ":")
+                offset += 1
+                Self.copy(suffix, to: base, at: &offset)
             }
             return offset
+        }
+    }
+
+    /// Copies `part`'s UTF-8 bytes to `base + offset` and advances `offset`.
+    @inline(__always)
+    private static func copy(_ part: String, to base: UnsafeMutablePointer<UInt8>, at offset: inout Int) {
+        // Native strings lend their bytes without a copy of the string (no retain); others
+        // (bridged) are copied byte by byte.
+        let start = offset
+        let copied: Int? = part.utf8.withContiguousStorageIfAvailable { bytes in
+            if let source = bytes.baseAddress, !bytes.isEmpty {
+                (base + start).initialize(from: source, count: bytes.count)
+            }
+            return bytes.count
+        }
+        if let copied {
+            offset += copied
+            return
+        }
+        for byte in part.utf8 {
+            base[offset] = byte
+            offset += 1
         }
     }
 

@@ -56,6 +56,7 @@ public struct SessionSetRequest: Sendable, Hashable {
     public var remember: Bool
 
     /// Creates a request. Arguments are checked by ``validate()``, which every backend calls.
+    @inlinable
     public init(
         name: String,
         key: String,
@@ -134,6 +135,10 @@ public enum OldRecordAction: Sendable, Hashable {
 extension SessionStore {
     /// Stores a session record (the seeds' `set(name, key, value, ttl, current_time, old_key,
     /// stale_ttl, metadata, remember)`).
+    ///
+    /// Inlinable: the request is built in the caller, so a call through `any SessionStore` is
+    /// one async call (the store's ``set(_:)``), not two.
+    @inlinable
     public func set(
         name: String,
         key: String,
@@ -154,6 +159,7 @@ extension SessionStore {
     }
 
     /// Removes the record `key` without touching any index.
+    @inlinable
     public func delete(name: String, key: String, currentTime: Int) async throws {
         try await self.delete(name: name, key: key, currentTime: currentTime, metadata: nil)
     }

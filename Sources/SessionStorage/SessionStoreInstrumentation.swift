@@ -102,11 +102,22 @@ public struct SessionStoreInstrumentation: Sendable {
         _ operation: SessionStoreOperation,
         _ body: () throws -> T
     ) throws -> T {
-        let start = measures ? ContinuousClock.now : nil
-        if measures || logsDebug { self.started(operation) }
+        // Without metrics (the common case of a store not observed) no optional clock instant
+        // is handled at all: `ContinuousClock.Instant` is resilient, and its `Optional` costs
+        // value-witness calls on every operation.
+        guard measures else {
+            if logsDebug { self.started(operation) }
+            do {
+                return try body()
+            } catch {
+                throw self.failed(operation, start: nil, error: error)
+            }
+        }
+        let start = ContinuousClock.now
+        self.started(operation)
         do {
             let result = try body()
-            if let start { self.finished(operation, start: start) }
+            self.finished(operation, start: start)
             return result
         } catch {
             throw self.failed(operation, start: start, error: error)

@@ -68,6 +68,13 @@ struct CodecTests {
         #expect(both.recordKey(name: "session", key: "K") == "sessions:session:K:s")
         #expect(both.indexKey(name: "session", audience: "app", subject: "alice") == "sessions:session:app:alice:s")
         #expect(SessionKeyNaming(prefix: "", suffix: "").recordKey(name: "n", key: "k") == "n:k")
+        // Long and non-ASCII parts are copied byte for byte (the key is built with raw copies).
+        let id = String(repeating: "Ab0-_", count: 9)
+        let accented = SessionKeyNaming(prefix: "préfixe", suffix: "süffix")
+        let built = accented.recordKey(name: "remember", key: id)
+        #expect(built == "préfixe:remember:" + id + ":süffix")
+        #expect(Array(built.utf8) == Array(("préfixe:remember:" + id + ":süffix").utf8))
+        #expect(plain.recordKey(name: "session", key: id) == "session:" + id)
     }
 
     @Test func keyNamingCopiesEveryPartWhole() {

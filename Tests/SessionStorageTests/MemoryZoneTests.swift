@@ -28,6 +28,39 @@ struct MemoryZoneTests {
         #expect(zone.get("filler1999", now: 1) == value)
     }
 
+    /// The address of a string's UTF-8 bytes (nil for a small string stored inline).
+    private static func storageAddress(_ string: String) -> UnsafeRawPointer? {
+        string.utf8.withContiguousStorageIfAvailable { UnsafeRawPointer($0.baseAddress) } ?? nil
+    }
+
+    @Test func zoneStoresItsOwnCopyOfEachValue() throws {
+        let zone = MemoryZone(name: "copies", capacity: 4 << 20)
+        // One caller string stored under two keys: the zone holds a copy per entry, not the
+        // caller's storage (whose reference count every core reading either key would update).
+        let value = String(decoding: Array(repeating: UInt8(ascii: "v"), count: 1024), as: UTF8.self)
+        let callerBytes = try #require(Self.storageAddress(value))
+        try zone.set("a", value: value, expiresAt: 100, now: 0)
+        try zone.set("b", value: value, expiresAt: 100, now: 0)
+        let a = try #require(zone.get("a", now: 1))
+        let b = try #require(zone.get("b", now: 1))
+        #expect(a == value && b == value)
+        let aBytes = try #require(Self.storageAddress(a))
+        let bBytes = try #require(Self.storageAddress(b))
+        #expect(aBytes != callerBytes && bBytes != callerBytes && aBytes != bBytes)
+        // Overwriting keeps a copy too, with the new content; non-ASCII bytes survive exactly.
+        let replaced = String(repeating: "é", count: 600)
+        try zone.set("a", value: replaced, expiresAt: 100, now: 0)
+        let again = try #require(zone.get("a", now: 1))
+        #expect(again == replaced)
+        #expect(Array(again.utf8) == Array(replaced.utf8))
+        #expect(Self.storageAddress(again) != Self.storageAddress(replaced))
+        // Short values are stored whole as well.
+        try zone.set("c", value: "short", expiresAt: 100, now: 0)
+        #expect(zone.get("c", now: 1) == "short")
+        try zone.set("d", value: "", expiresAt: 100, now: 0)
+        #expect(zone.get("d", now: 1) == "")
+    }
+
     @Test func recentlyReadEntrySurvivesEviction() throws {
         let zone = MemoryZone(name: "lru-read", capacity: 1 << 20)
         let value = String(repeating: "y", count: 10_000)

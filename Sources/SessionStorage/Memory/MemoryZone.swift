@@ -219,8 +219,33 @@ struct MemoryZoneShardState: ~Copyable {
         return nodes[slot].expiresAt
     }
 
-    mutating func set(_ key: String, value: String, expiresAt: Int, now: Int, liveAtCompaction: Int = 0) {
+    /// A copy of `value` in storage of its own (values of up to 15 bytes are stored inline in
+    /// the `String` anyway).
+    ///
+    /// The zone keeps copies, as a shared dictionary copies values into its memory: a value
+    /// string a caller passes for many keys (one request body stored under several keys, a
+    /// benchmark's one value) would otherwise be one object whose reference count every core
+    /// reading any of those keys updates, a cache line bouncing between the cores.
+    @inline(__always)
+    static func ownedCopy(_ value: String) -> String {
+        // One allocation and one memcpy (cheaper than reserveCapacity + append).
+        let copied: String? = value.utf8.withContiguousStorageIfAvailable { bytes in
+            String(unsafeUninitializedCapacity: bytes.count) { buffer in
+                guard let source = bytes.baseAddress, let target = buffer.baseAddress else { return 0 }
+                target.initialize(from: source, count: bytes.count)
+                return bytes.count
+            }
+        }
+        return copied ?? String(decoding: Array(value.utf8), as: UTF8.self)
+    }
+
+    /// - Parameter valueIsOwned: `value` was built by the zone itself (an index appended to or
+    ///   compacted under the lock), so it is stored without a copy.
+    mutating func set(
+        _ key: String, value: String, expiresAt: Int, now: Int, liveAtCompaction: Int = 0, valueIsOwned: Bool = false
+    ) {
         let size = key.utf8.count + value.utf8.count + MemoryZone.entryOverhead
+        let value = valueIsOwned ? value : Self.ownedCopy(value)
         let kept: Int
         if let slot = map[key] {
             kept = slot
@@ -298,9 +323,11 @@ struct MemoryZoneShardState: ~Copyable {
                 throw SessionStoreError(
                     .valueTooLarge, message: "the index exceeds the memory zone's entry limit", backend: "memory")
             }
-            set(key, value: compacted.index, expiresAt: compacted.latestExpiry, now: now, liveAtCompaction: current.count)
+            set(
+                key, value: compacted.index, expiresAt: compacted.latestExpiry, now: now,
+                liveAtCompaction: current.count, valueIsOwned: true)
         } else {
-            set(key, value: value, expiresAt: expiresAt, now: now, liveAtCompaction: live)
+            set(key, value: value, expiresAt: expiresAt, now: now, liveAtCompaction: live, valueIsOwned: true)
         }
     }
 
