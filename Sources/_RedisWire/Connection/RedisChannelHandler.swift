@@ -194,7 +194,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             return
         }
         let now = context.eventLoop.now
-        // Not an optional: encoding through `buffer!` copied the whole buffer once per batch.
+        // Made up front: only a batch that finds the connection closed writes nothing.
         var buffer = context.channel.allocator.buffer(capacity: Self.estimatedSize(tasks))
         var lastID: Int?
         for task in tasks {
