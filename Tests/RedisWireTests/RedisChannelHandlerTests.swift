@@ -312,6 +312,33 @@ struct RedisMultiplexerTests {
         #expect(counts.leases == 2 && counts.releases == 2)
         _ = try? await harness.channel.finish()
     }
+
+    @Test func aLeaseIdleOnlyAtTheCheckIsKeptUntilIdleForTheWholeDelay() async throws {
+        let harness = try await RedisChannelHandlerTests().makeReadyHarness()
+        let counts = Counts()
+        let connection = harness.connection
+        let lease: RedisMultiplexer.Lease = {
+            counts.leased()
+            return (connection, { counts.released() })
+        }
+        let multiplexer = RedisMultiplexer(maximumRequests: 4, idleRelease: .milliseconds(50))
+        // A request ends: the check is armed for +50 ms.
+        _ = try await multiplexer.withConnection(lease: lease) { $0.id }
+        await harness.loop.advanceTime(by: .milliseconds(30))
+        // Another round comes and goes before the check: idle at +50 ms, but not for 50 ms.
+        _ = try await multiplexer.withConnection(lease: lease) { $0.id }
+        await harness.loop.advanceTime(by: .milliseconds(20))
+        #expect(counts.leases == 1 && counts.releases == 0)
+        // Nothing since: the check runs again 50 ms after the last request, at +80 ms.
+        await harness.loop.advanceTime(by: .milliseconds(29))
+        #expect(counts.releases == 0)
+        await harness.loop.advanceTime(by: .milliseconds(1))
+        #expect(counts.leases == 1 && counts.releases == 1)
+        // The next request leases afresh.
+        _ = try await multiplexer.withConnection(lease: lease) { $0.id }
+        #expect(counts.leases == 2)
+        _ = try? await harness.channel.finish()
+    }
 }
 
 /// ``RedisOutboxState``: when requests are written.
@@ -369,5 +396,34 @@ struct RedisOutboxStateTests {
         #expect(taken == [2])
         taken = outbox.jobStarted()
         #expect(taken.isEmpty)
+    }
+
+    @Test func batchesTakenIntoAnArrayTradeItForTheOutboxs() {
+        var outbox = RedisOutboxState<Int>()
+        var batch: [Int] = []
+        batch.reserveCapacity(64)
+        let capacity = batch.capacity
+        #expect(append([1, 2], to: &outbox) == [true, false])
+        outbox.jobStarted(into: &batch)
+        #expect(batch == [1, 2] && outbox.elements.isEmpty)
+        // The outbox goes on with the batch's old storage: no growth from nothing.
+        #expect(outbox.elements.capacity == capacity)
+        #expect(append([3], to: &outbox) == [true])
+        // The same rules as without reuse: awaited replies leave requests for the next read.
+        outbox.settle(awaitingReplies: true, into: &batch)
+        #expect(batch.isEmpty && outbox.elements == [3])
+        outbox.jobStarted(into: &batch)
+        #expect(batch == [3] && outbox.elements.isEmpty)
+        #expect(append([4], to: &outbox) == [false])
+        // Nothing awaited any more: what came meanwhile is handed out at once.
+        outbox.settle(awaitingReplies: false, into: &batch)
+        #expect(batch == [4] && outbox.elements.isEmpty)
+        outbox.settle(awaitingReplies: false, into: &batch)
+        #expect(batch.isEmpty)
+        #expect(append([5], to: &outbox) == [true])
+        // A batch not emptied by its caller is emptied first: nothing is written twice.
+        batch = [9]
+        outbox.jobStarted(into: &batch)
+        #expect(batch == [5] && outbox.elements.isEmpty)
     }
 }

@@ -34,7 +34,8 @@ public final class RedisClient: Sendable, Service {
     private let logger: Logger
     private let eventLoopGroup: any EventLoopGroup
     private let state: NIOLockedValueBox<State>
-    /// Requests admitted and not yet finished (running or waiting for a connection).
+    /// Requests admitted and not yet finished (running or waiting for a connection), counted
+    /// only when the pool has a backlog to enforce.
     private let active = Atomic<Int>(0)
     /// The callers waiting for the pool to hand out a connection.
     private let waiters: PoolLeaseWaiters<RedisConnection>
@@ -164,12 +165,23 @@ public final class RedisClient: Sendable, Service {
         _ body: (RedisConnection) async throws -> Result
     ) async throws -> Result {
         let pool = configuration.pool
+        // Without a backlog nothing is bounded: no count of the requests (two atomic updates
+        // of a shared counter per request).
+        guard let backlog = pool.backlog else { return try await runOnConnection(body) }
         let capacity = pool.maximumConnections * max(1, pool.maximumConcurrentRequestsPerConnection)
         let running = active.add(1, ordering: .relaxed).newValue
         defer { active.subtract(1, ordering: .relaxed) }
-        if let backlog = pool.backlog, running > capacity + backlog {
+        if running > capacity + backlog {
             throw RedisClientError(.poolExhausted, message: "the pool and its backlog are full")
         }
+        return try await runOnConnection(body)
+    }
+
+    /// ``withConnection(_:)`` once admitted: a shared connection, a retry on another when the
+    /// request was not sent.
+    private func runOnConnection<Result: Sendable>(
+        _ body: (RedisConnection) async throws -> Result
+    ) async throws -> Result {
         var attempt = 0
         while true {
             attempt += 1

@@ -27,6 +27,8 @@ final class RedisMultiplexer: Sendable {
         var draining: Bool
         /// A check that hands the lease back if the slot is still idle is scheduled.
         var releaseScheduled = false
+        /// When its last request ended (valid while it has none).
+        var idleSince = NIODeadline.uptimeNanoseconds(0)
     }
 
     private struct State {
@@ -178,6 +180,7 @@ final class RedisMultiplexer: Sendable {
             if state.slots[index].draining || !connection.isActive {
                 return state.slots.remove(at: index).release.map { .release($0) } ?? .nothing
             }
+            state.slots[index].idleSince = connection.channel.eventLoop.now
             if state.slots[index].releaseScheduled { return .nothing }
             state.slots[index].releaseScheduled = true
             return .scheduleRelease(connection)
@@ -194,18 +197,42 @@ final class RedisMultiplexer: Sendable {
         }
     }
 
-    /// Hands the slot's lease back to the pool if no request used it since the check was
-    /// scheduled (or its connection closed meanwhile).
+    private enum IdleCheck {
+        case nothing
+        case release(@Sendable () -> Void)
+        case checkAgain(RedisConnection, at: NIODeadline)
+    }
+
+    /// Hands the slot's lease back to the pool if it has carried no request for
+    /// ``idleRelease``. A slot idle at this instant but for less long is checked again when
+    /// that delay is over: under load a connection is often idle for a moment between two
+    /// rounds of requests, and handing its lease back then would make the next round lease
+    /// again (and the pool may open a second connection while the first is being handed
+    /// back, which then splits the batches between two).
     private func releaseIfIdle(slot: Int) {
-        let release = state.withLockedValue { state -> (@Sendable () -> Void)? in
-            guard let index = state.index(of: slot) else { return nil }
+        let check = state.withLockedValue { state -> IdleCheck in
+            guard let index = state.index(of: slot) else { return .nothing }
             state.slots[index].releaseScheduled = false
-            if state.slots[index].requests == 0 {
-                return state.slots.remove(at: index).release
+            // Busy: the next time it falls idle schedules another check.
+            guard state.slots[index].requests == 0, let connection = state.slots[index].connection else {
+                return .nothing
             }
-            // Busy again: the next time it falls idle schedules another check.
-            return nil
+            let due = state.slots[index].idleSince + idleRelease
+            if connection.channel.eventLoop.now >= due {
+                return state.slots.remove(at: index).release.map { .release($0) } ?? .nothing
+            }
+            state.slots[index].releaseScheduled = true
+            return .checkAgain(connection, at: due)
         }
-        release?()
+        switch check {
+        case .nothing:
+            break
+        case .release(let release):
+            release()
+        case .checkAgain(let connection, let due):
+            connection.channel.eventLoop.scheduleTask(deadline: due) {
+                self.releaseIfIdle(slot: slot)
+            }
+        }
     }
 }

@@ -352,7 +352,7 @@ public final class RedisClusterClient: Sendable, Service {
     /// retrying unreachable nodes; `body` gets whether to send `ASKING` first.
     func execute<Result: Sendable>(
         slot: RedisHashSlot?,
-        _ body: @escaping @Sendable (RedisConnection, _ asking: Bool) async throws -> Result
+        _ body: (RedisConnection, _ asking: Bool) async throws -> Result
     ) async throws -> Result {
         var redirections = 0
         var connectionAttempts = 0

@@ -41,7 +41,19 @@ public struct RedisHashSlot: Sendable, Hashable, Comparable, CustomStringConvert
         {
             hashed = bytes[(open + 1)..<close]
         }
-        return Int(Self.crc16(hashed) & 0x3FFF)
+        return Int(Self.crc16(UnsafeBufferPointer(rebasing: hashed)) & 0x3FFF)
+    }
+
+    /// ``crc16(_:)`` over contiguous bytes, reading the table through a pointer (no bounds or
+    /// lazy-initialization check per byte).
+    static func crc16(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt16 {
+        table.withUnsafeBufferPointer { table in
+            var crc: UInt16 = 0
+            for byte in bytes {
+                crc = (crc << 8) ^ table[Int(UInt8(truncatingIfNeeded: crc >> 8) ^ byte)]
+            }
+            return crc
+        }
     }
 
     /// CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis Cluster uses.

@@ -3,31 +3,9 @@ import NIOCore
 import NIOSSL
 import NIOTLS
 
-#if DEBUG
-/// Where the replies of one request go: the continuation of the task that sent it (checked
-/// in debug builds, so a double or missing resume traps in tests).
-typealias RedisReply = CheckedContinuation<[RESPValue], any Error>
-
-/// Suspends the calling task until `body`'s reply is resumed.
-@inline(__always)
-func withRedisReply(_ body: (RedisReply) -> Void) async throws -> [RESPValue] {
-    try await withCheckedThrowingContinuation(body)
-}
-#else
-/// Where the replies of one request go: the continuation of the task that sent it. Every
-/// path of ``RedisChannelHandler`` resumes it exactly once (the debug build checks this).
-typealias RedisReply = UnsafeContinuation<[RESPValue], any Error>
-
-/// Suspends the calling task until `body`'s reply is resumed.
-@inline(__always)
-func withRedisReply(_ body: (RedisReply) -> Void) async throws -> [RESPValue] {
-    try await withUnsafeThrowingContinuation(body)
-}
-#endif
-
 /// What a ``RedisConnection`` hands to its channel: commands and where their replies go.
 struct RedisTask: Sendable {
-    var commands: [RedisCommand]
+    var commands: RedisCommands
     var reply: RedisReply
 }
 
@@ -59,6 +37,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private let onPush: (@Sendable (RESPValue) -> Void)?
     /// The requests the connection's callers handed over, written by ``drainOutbox()``.
     let outbox: RedisOutbox
+    /// An empty array with capacity, for the next batch taken from the outbox.
+    private var spareBatch: [RedisTask] = []
 
     init(
         handshake: RedisConnectionStateMachine<RedisReply>.Handshake,
@@ -166,25 +146,39 @@ final class RedisChannelHandler: ChannelDuplexHandler {
 
     /// The drain job a caller scheduled (nothing was awaited when it handed its request over).
     func runDrainJob() {
-        let tasks = outbox.jobStarted()
-        writeOutbox(tasks)
+        var tasks = takeSpareBatch()
+        outbox.jobStarted(into: &tasks)
+        writeOutbox(&tasks)
     }
 
     /// Writes every request of the outbox.
     private func drainOutbox() {
-        writeOutbox(outbox.takeAll())
+        var tasks = takeSpareBatch()
+        outbox.takeAll(into: &tasks)
+        writeOutbox(&tasks)
+    }
+
+    /// The array the last batch was taken into, empty with its capacity: it and the outbox's
+    /// take turns (see ``RedisOutboxState/takeAll(into:)``). A drain run from within a
+    /// drain (the connection closing during a write) gets a new one.
+    private func takeSpareBatch() -> [RedisTask] {
+        var tasks: [RedisTask] = []
+        swap(&tasks, &spareBatch)
+        return tasks
     }
 
     /// Writes `tasks` in one buffer, then records whether replies are awaited; with none
     /// awaited (the connection closed, say), requests handed over meanwhile are written (or
-    /// failed) at once.
-    private func writeOutbox(_ tasks: [RedisTask]) {
-        var tasks = tasks
+    /// failed) at once. Keeps the emptied array for the next batch.
+    private func writeOutbox(_ tasks: inout [RedisTask]) {
         while true {
             if !tasks.isEmpty { send(tasks) }
-            tasks = outbox.settle(awaitingReplies: machine.isReady && machine.inFlightCount > 0)
-            if tasks.isEmpty { return }
+            // Emptied here, not under the outbox's lock: the requests' commands are freed.
+            tasks.removeAll(keepingCapacity: true)
+            outbox.settle(awaitingReplies: machine.isReady && machine.inFlightCount > 0, into: &tasks)
+            if tasks.isEmpty { break }
         }
+        swap(&tasks, &spareBatch)
     }
 
     /// Encodes `tasks` into one buffer and writes and flushes it. Runs on the event loop.
@@ -200,8 +194,9 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             return
         }
         let now = context.eventLoop.now
-        var buffer: ByteBuffer?
-        var lastID = 0
+        // Made up front: only a batch that finds the connection closed writes nothing.
+        var buffer = context.channel.allocator.buffer(capacity: Self.estimatedSize(tasks))
+        var lastID: Int?
         for task in tasks {
             let action = machine.send(task.commands, reply: task.reply, now: now)
             guard case .write(let id, let commands) = action else {
@@ -209,13 +204,10 @@ final class RedisChannelHandler: ChannelDuplexHandler {
                 continue
             }
             traceSend(commands)
-            if buffer == nil {
-                buffer = context.channel.allocator.buffer(capacity: Self.estimatedSize(tasks))
-            }
-            encoder.encode(commands, into: &buffer!)
+            encoder.encode(commands, into: &buffer)
             lastID = id
         }
-        if let buffer {
+        if let lastID {
             writeBatch(buffer, upTo: lastID, context: context)
         }
         updateTimer(context: context)
@@ -287,7 +279,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
     }
 
-    private func traceSend(_ commands: [RedisCommand]) {
+    private func traceSend(_ commands: some Collection<RedisCommand>) {
         if logger.logLevel <= .trace {
             logger.trace("redis send", metadata: ["commands": "\(commands.map(\.name).joined(separator: ","))"])
         }

@@ -25,6 +25,8 @@ public final class RedisConnection: PooledConnection, Sendable {
     /// Requests handed over by callers off the event loop, written in batches by the handler
     /// (see ``RedisOutboxState``).
     let outbox: RedisOutbox
+    /// Writes the outbox on the event loop; scheduled by ``enqueue(_:)``.
+    private let drainJob: @Sendable () -> Void
 
     init(
         id: Int, protocolVersion: Int, address: RedisAddress, channel: any Channel,
@@ -37,6 +39,7 @@ public final class RedisConnection: PooledConnection, Sendable {
         self.channel = channel
         self.handler = handler
         self.logger = logger
+        self.drainJob = Self.makeDrainJob(handler: handler, outbox: outbox)
     }
 
     /// Connects, runs the handshake (TLS, `HELLO 3` with `AUTH`, RESP2 fallback, `SELECT`)
@@ -168,8 +171,11 @@ public final class RedisConnection: PooledConnection, Sendable {
     ///   ``RedisClientError/serverError`` holds the reply), or the connection's error.
     @discardableResult
     public func send(_ command: RedisCommand) async throws -> RESPValue {
-        let replies = try await pipeline([command])
-        return try replies[0].checked()
+        // No array of one command on the way in, none of one reply on the way out.
+        let reply: RESPValue = try await withRedisContinuation { continuation in
+            enqueue(RedisTask(commands: RedisCommands(command), reply: .one(continuation)))
+        }
+        return try reply.checked()
     }
 
     /// Sends several commands in one write and returns their replies, in order.
@@ -178,8 +184,8 @@ public final class RedisConnection: PooledConnection, Sendable {
     /// commands of the pipeline ran. A lost connection or a timeout throws.
     public func pipeline(_ commands: [RedisCommand]) async throws -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
-        return try await withRedisReply { reply in
-            enqueue(RedisTask(commands: commands, reply: reply))
+        return try await withRedisContinuation { continuation in
+            enqueue(RedisTask(commands: RedisCommands(commands), reply: .many(continuation)))
         }
     }
 
@@ -189,16 +195,21 @@ public final class RedisConnection: PooledConnection, Sendable {
     /// next read of replies writes them (no wake-up at all).
     func enqueue(_ task: RedisTask) {
         if outbox.append(task) {
-            let handler = self.handler
-            let outbox = self.outbox
-            channel.eventLoop.execute {
-                if let handler = handler.value {
-                    handler.runDrainJob()
-                } else {
-                    var error = RedisClientError(.connectionClosed, message: "the connection is closed")
-                    error.requestWasNotSent = true
-                    for task in outbox.jobStarted() { task.reply.resume(throwing: error) }
-                }
+            channel.eventLoop.execute(drainJob)
+        }
+    }
+
+    /// The job that writes the outbox, made once (a closure made per job is an allocation).
+    private static func makeDrainJob(
+        handler: NIOLoopBoundBox<RedisChannelHandler?>, outbox: RedisOutbox
+    ) -> @Sendable () -> Void {
+        {
+            if let handler = handler.value {
+                handler.runDrainJob()
+            } else {
+                var error = RedisClientError(.connectionClosed, message: "the connection is closed")
+                error.requestWasNotSent = true
+                for task in outbox.jobStarted() { task.reply.resume(throwing: error) }
             }
         }
     }

@@ -39,7 +39,7 @@ struct RedisConnectionStateMachine<Reply> {
         var deadline: NIODeadline
         var written: Bool
         /// The commands, kept only while the handshake holds the request back.
-        var commands: [RedisCommand]
+        var commands: RedisCommands
     }
 
     enum State {
@@ -58,12 +58,12 @@ struct RedisConnectionStateMachine<Reply> {
         case none
         /// Write these commands; call ``written(upTo:now:)`` when the bytes are out. A
         /// handshake step is flushed at once; a request goes into the current batch.
-        case write(id: Int, commands: [RedisCommand])
+        case write(id: Int, commands: RedisCommands)
         /// Hand a request's replies to its caller (one reply per command).
-        case succeed(Reply, [RESPValue])
+        case succeed(Reply, RedisReplies)
         /// The handshake is done: the connection is ready, speaking this RESP version; write
         /// the requests that waited for it.
-        case handshakeSucceeded(protocolVersion: Int, flush: [(id: Int, commands: [RedisCommand])])
+        case handshakeSucceeded(protocolVersion: Int, flush: [(id: Int, commands: RedisCommands)])
         /// The handshake failed: fail the connect, fail the requests, close the channel.
         case handshakeFailed(RedisClientError, [Reply])
         /// Fail these requests and close the channel.
@@ -125,7 +125,7 @@ struct RedisConnectionStateMachine<Reply> {
     }
 
     /// A caller wants `commands` sent; `reply` gets one reply per command.
-    mutating func send(_ commands: [RedisCommand], reply: Reply, now: NIODeadline) -> Action {
+    mutating func send(_ commands: RedisCommands, reply: Reply, now: NIODeadline) -> Action {
         switch state {
         case .ready:
             let id = makeID()
@@ -196,12 +196,12 @@ struct RedisConnectionStateMachine<Reply> {
             if inFlight[head].expected == 1 && inFlight[head].replies.isEmpty {
                 // The common case: one command, one reply, no array kept in between.
                 let request = inFlight.removeFirst()
-                return request.reply.map { .succeed($0, [value]) } ?? .none
+                return request.reply.map { .succeed($0, RedisReplies(value)) } ?? .none
             }
             inFlight[head].replies.append(value)
             guard inFlight[head].replies.count == inFlight[head].expected else { return .none }
             let request = inFlight.removeFirst()
-            return request.reply.map { .succeed($0, request.replies) } ?? .none
+            return request.reply.map { .succeed($0, RedisReplies(request.replies)) } ?? .none
 
         case .hello:
             _ = inFlight.popFirst()
@@ -373,7 +373,7 @@ struct RedisConnectionStateMachine<Reply> {
                 id: id, expected: 1, replies: [], reply: nil, deadline: .distantFuture, written: false, commands: []
             )
         )
-        return .write(id: id, commands: [command])
+        return .write(id: id, commands: RedisCommands(command))
     }
 
     private mutating func afterAuthentication(now: NIODeadline) -> Action {
@@ -388,7 +388,7 @@ struct RedisConnectionStateMachine<Reply> {
         state = .ready
         let queued = queuedDuringHandshake
         queuedDuringHandshake = []
-        var flush: [(id: Int, commands: [RedisCommand])] = []
+        var flush: [(id: Int, commands: RedisCommands)] = []
         flush.reserveCapacity(queued.count)
         for var request in queued {
             flush.append((request.id, request.commands))

@@ -42,9 +42,35 @@ struct RedisOutboxState<Element> {
     /// requests that came during the write are returned, to be written at once (nothing else
     /// would drain them).
     mutating func settle(awaitingReplies: Bool) -> [Element] {
+        var taken: [Element] = []
+        settle(awaitingReplies: awaitingReplies, into: &taken)
+        return taken
+    }
+
+    // The same, reusing arrays: the caller's `batch` (emptied, its capacity kept) takes the
+    // place of the requests it receives, so the outbox and the caller's batch take turns with
+    // two arrays and appending a request seldom allocates (a fresh array would grow from
+    // nothing for every batch).
+
+    /// ``jobStarted()``, moving the requests into `batch`.
+    mutating func jobStarted(into batch: inout [Element]) {
+        scheduled = false
+        takeAll(into: &batch)
+    }
+
+    /// ``takeAll()``, moving the requests into `batch`.
+    mutating func takeAll(into batch: inout [Element]) {
+        batch.removeAll(keepingCapacity: true)
+        swap(&batch, &elements)
+    }
+
+    /// ``settle(awaitingReplies:)``, moving the requests to write at once into `batch`
+    /// (left empty when there are none).
+    mutating func settle(awaitingReplies: Bool, into batch: inout [Element]) {
         self.awaitingReplies = awaitingReplies
-        if awaitingReplies || elements.isEmpty { return [] }
-        return takeAll()
+        batch.removeAll(keepingCapacity: true)
+        if awaitingReplies || elements.isEmpty { return }
+        swap(&batch, &elements)
     }
 }
 
@@ -60,6 +86,14 @@ final class RedisOutbox: Sendable {
     func takeAll() -> [RedisTask] { state.withLock { $0.takeAll() } }
     /// See ``RedisOutboxState/settle(awaitingReplies:)``.
     func settle(awaitingReplies: Bool) -> [RedisTask] { state.withLock { $0.settle(awaitingReplies: awaitingReplies) } }
+    /// See ``RedisOutboxState/jobStarted(into:)``; empty `batch` first (outside the lock).
+    func jobStarted(into batch: inout [RedisTask]) { state.withLock { $0.jobStarted(into: &batch) } }
+    /// See ``RedisOutboxState/takeAll(into:)``; empty `batch` first (outside the lock).
+    func takeAll(into batch: inout [RedisTask]) { state.withLock { $0.takeAll(into: &batch) } }
+    /// See ``RedisOutboxState/settle(awaitingReplies:into:)``; empty `batch` first (outside the lock).
+    func settle(awaitingReplies: Bool, into batch: inout [RedisTask]) {
+        state.withLock { $0.settle(awaitingReplies: awaitingReplies, into: &batch) }
+    }
     /// The requests waiting to be written (for tests).
     var count: Int { state.withLock { $0.elements.count } }
 }
