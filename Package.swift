@@ -174,6 +174,8 @@ let package = Package(
             name: "MySQLSessionStorage",
             dependencies: [
                 "SessionStorage", "_MySQLWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -1,5 +1,7 @@
 import Logging
 import Metrics
+import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import SessionStorage
 import _MySQLWire
@@ -23,11 +25,13 @@ public struct MySQLSessionStore: SessionStore, Service {
     private let sql: Statements
 
     /// Creates a store; throws `invalidArgument` for an unknown charset or a table name that is
-    /// not a plain identifier.
+    /// not a plain identifier. The connections run on `eventLoopGroup` (default: NIO's singleton
+    /// group).
     public init(
         configuration: Configuration,
         logger: Logger = Logger(label: "session.mysql"),
-        metricsFactory: (any MetricsFactory)? = nil
+        metricsFactory: (any MetricsFactory)? = nil,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) throws {
         self.configuration = configuration
         self.sessions = try Self.quotedIdentifier(configuration.tableName)
@@ -37,6 +41,7 @@ public struct MySQLSessionStore: SessionStore, Service {
             pool: .init(
                 size: configuration.poolSize, backlog: configuration.backlog, keepaliveTimeout: configuration.keepaliveTimeout,
                 failFastAfter: configuration.connectTimeout, name: configuration.pool),
+            eventLoopGroup: eventLoopGroup,
             logger: logger)
         self.instrumentation = SessionStoreInstrumentation(backend: "mysql", logger: logger, metricsFactory: metricsFactory)
         self.sql = Statements(sessions: sessions, meta: meta)
@@ -260,11 +265,12 @@ public struct MySQLSessionStore: SessionStore, Service {
     }
 
     private func validateKey(_ key: String) throws {
-        guard key.unicodeScalars.count <= 43 else {
+        // At most 43 UTF-8 bytes is at most 43 characters (the common case, one pass less).
+        guard key.utf8.count <= 43 || key.unicodeScalars.count <= 43 else {
             throw SessionStoreError(.invalidArgument, message: "key longer than the 43 characters of the sid column", backend: "mysql")
         }
         if configuration.schema == .ascii {
-            guard key.utf8.allSatisfy({ $0 < 0x80 }) else {
+            guard Self.isASCII(key) else {
                 throw SessionStoreError(.invalidArgument, message: "key must be ASCII for the ascii schema", backend: "mysql")
             }
         }
@@ -273,9 +279,20 @@ public struct MySQLSessionStore: SessionStore, Service {
         }
     }
 
+    /// Whether every byte of `text` is ASCII (over the contiguous UTF-8 of a native string, one
+    /// OR per byte, no index arithmetic of the UTF-8 view).
+    static func isASCII(_ text: String) -> Bool {
+        if let ascii = text.utf8.withContiguousStorageIfAvailable({ bytes in
+            bytes.reduce(UInt8(0)) { $0 | $1 } < 0x80
+        }) {
+            return ascii
+        }
+        return text.utf8.allSatisfy { $0 < 0x80 }
+    }
+
     private func validateText(_ text: String, what: String) throws {
         if configuration.schema == .ascii {
-            guard text.utf8.allSatisfy({ $0 < 0x80 }) else {
+            guard Self.isASCII(text) else {
                 throw SessionStoreError(.invalidArgument, message: "\(what) must be ASCII for the ascii schema", backend: "mysql")
             }
         }

@@ -276,7 +276,9 @@ struct MySQLConnectionStateMachine {
         reader.statementSQL = sql
         reader.cachedColumns = statement.columns
         state = .running(task, .resultSet(reader))
-        return .write(before + [Outgoing(message: .execute(statementID: statement.id, binds: binds), sequenceID: 0)])
+        let command = Outgoing(message: .execute(statementID: statement.id, binds: binds), sequenceID: 0)
+        // The common case (a cached statement, nothing before it) allocates one array, not two.
+        return .write(before.isEmpty ? [command] : before + [command])
     }
 
     static func parameterMismatch(_ statement: MySQLPreparedStatement, _ binds: [MySQLValue]) -> MySQLError? {
@@ -296,7 +298,7 @@ struct MySQLConnectionStateMachine {
             // Rare: queued commands refused before sending. Fail them with the next write.
             for (promise, error) in next.failed { promise.fail(error) }
         }
-        return .complete(task.promise, result, then: before + next.writes)
+        return .complete(task.promise, result, then: before.isEmpty ? next.writes : before + next.writes)
     }
 
     private mutating func running(_ task: MySQLTask, _ phase: Phase, _ packet: MySQLPacket) -> Action {

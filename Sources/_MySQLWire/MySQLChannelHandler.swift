@@ -19,6 +19,9 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
     private let tls: (context: NIOSSLContext, serverHostname: String?)?
     private let timeouts: MySQLConnection.Configuration.Timeouts
     private let logger: Logger
+    /// Whether the per-command trace is logged, read once: asking the logger per command copies
+    /// its handler (an existential) for every statement.
+    private let tracesCommands: Bool
     private var sawGreeting = false
     private var authenticated = false
     private var handshakeTimer: Scheduled<Void>?
@@ -45,6 +48,7 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
         self.tls = tls
         self.timeouts = timeouts
         self.logger = logger
+        self.tracesCommands = logger.logLevel <= .trace
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -200,7 +204,9 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
         for item in outgoing { capacity += 4 + Self.payloadSizeHint(item.message) }
         var buffer = context.channel.allocator.buffer(capacity: capacity)
         for item in outgoing {
-            logger.trace("mysql send", metadata: ["mysql_command": .string(Self.name(item.message))])
+            if tracesCommands {
+                logger.trace("mysql send", metadata: ["mysql_command": .string(Self.name(item.message))])
+            }
             encoder.encode(item.message, sequenceID: item.sequenceID, into: &buffer)
         }
         guard isCommand else {

@@ -19,21 +19,39 @@ import _ConnectionPoolModule
 /// - a connection that closed is handed back (the pool has seen the close) and never reused;
 /// - ``close()`` hands every kept lease back and makes ``put(_:)`` hand back from then on: call
 ///   it when the pool shuts down, or the pool would wait for the kept leases.
+///
+/// ``take()``, ``take(preferring:)``, ``put(_:)`` and ``doneWaiting()`` run once per operation:
+/// they are `@inlinable`, so each client module gets them specialised for its connection type
+/// (unspecialised, every call looked up the generic metadata of the entries and the lock's
+/// state, ≈ 5% of a MySQL `get`).
 public final class PoolLeaseCache<Connection: PooledConnection>: Sendable {
-    private struct Entry {
-        var lease: ConnectionLease<Connection>
-        var since: NIODeadline
+    @usableFromInline
+    struct Entry {
+        @usableFromInline var lease: ConnectionLease<Connection>
+        @usableFromInline var since: NIODeadline
+
+        @inlinable
+        init(lease: ConnectionLease<Connection>, since: NIODeadline) {
+            self.lease = lease
+            self.since = since
+        }
     }
 
-    private struct State {
-        var kept: [Entry] = []
-        var waiting = 0
-        var closed = false
+    @usableFromInline
+    struct State {
+        @usableFromInline var kept: [Entry] = []
+        @usableFromInline var waiting = 0
+        @usableFromInline var closed = false
+
+        @usableFromInline
+        init() {}
     }
 
-    private let state = Mutex(State())
+    @usableFromInline
+    let state = Mutex(State())
     private let maximumIdle: TimeAmount
-    private let isClosed: @Sendable (Connection) -> Bool
+    @usableFromInline
+    let isClosed: @Sendable (Connection) -> Bool
 
     /// Creates an empty cache.
     /// - Parameters:
@@ -48,6 +66,7 @@ public final class PoolLeaseCache<Connection: PooledConnection>: Sendable {
     /// The most recently kept lease whose connection is open, or `nil`: then the caller is
     /// counted as waiting for the pool until it calls ``doneWaiting()`` (always, whatever the
     /// pool answers).
+    @inlinable
     public func take() -> ConnectionLease<Connection>? {
         take(preferring: nil)
     }
@@ -55,7 +74,8 @@ public final class PoolLeaseCache<Connection: PooledConnection>: Sendable {
     /// Like ``take()``, but the most recently kept lease whose connection satisfies `preferred`
     /// comes first (e.g. a connection on the caller's own event loop, so that its statements
     /// need no thread hop); without one, the most recently kept lease.
-    public func take(preferring preferred: ((Connection) -> Bool)?) -> ConnectionLease<Connection>? {
+    @inlinable
+    public func take(preferring preferred: (@Sendable (Connection) -> Bool)?) -> ConnectionLease<Connection>? {
         var closed: [ConnectionLease<Connection>] = []
         defer { for lease in closed { lease.release() } }
         return state.withLock { state -> ConnectionLease<Connection>? in
@@ -77,12 +97,14 @@ public final class PoolLeaseCache<Connection: PooledConnection>: Sendable {
     }
 
     /// Ends the wait counted by a ``take()`` that returned `nil`.
+    @inlinable
     public func doneWaiting() {
         state.withLock { $0.waiting -= 1 }
     }
 
     /// Keeps `lease` for the next ``take()``, or hands it back to the pool when a caller waits
     /// for the pool, when its connection closed, or after ``close()``.
+    @inlinable
     public func put(_ lease: ConnectionLease<Connection>) {
         let closed = isClosed(lease.connection)
         let kept = state.withLock { state -> Bool in

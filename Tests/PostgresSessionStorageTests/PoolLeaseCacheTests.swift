@@ -55,7 +55,7 @@ struct PoolLeaseCacheTests {
         for id in 1...3 { cache.put(released.lease(FakeConnection(id: id))) }
         cache.put(released.lease(dead))
         dead.close()
-        let odd: (FakeConnection) -> Bool = { $0.id % 2 == 1 }
+        let odd: @Sendable (FakeConnection) -> Bool = { $0.id % 2 == 1 }
         #expect(cache.take(preferring: odd)?.connection.id == 3)
         #expect(cache.take(preferring: odd)?.connection.id == 1)
         // no odd one left: the most recent open one (the dead one is handed back)

@@ -41,7 +41,7 @@ struct Options {
     /// A local server's PID (PostgreSQL: the postmaster) whose process tree's CPU time per
     /// operation is printed too.
     var serverPID: Int32?
-    /// Event loop threads of the store's own group (PostgreSQL); `nil`: the singleton group.
+    /// Event loop threads of the store's own group (PostgreSQL, MySQL); `nil`: the singleton group.
     var eventLoops: Int?
     /// Runs Swift concurrency's global executor on NIO's singleton event loops
     /// (`NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor`).
@@ -100,7 +100,7 @@ struct Options {
                     --numeric-keys: keys are the index zero-padded to 43 digits (pgbench's keys) [--tasks N] [--seconds S]
                                          [--warmup S] [--value-bytes B] [--keys K] [--label L]
                                          [--mix get=90,set=10,rotate=0,read_metadata=0] [--server-pid PID]
-                    --event-loops N: the PostgreSQL store on its own group of N event loops
+                    --event-loops N: the PostgreSQL or MySQL store on its own group of N event loops
                     --nio-executor: Swift concurrency's global executor on NIO's event loops
                     --server-pid: also print the CPU time per operation of that local server's process tree
                     Prints one line: RESULT label=… ops_per_sec=… p50_us=… p99_us=… p999_us=… errors=…
@@ -154,7 +154,10 @@ func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () as
             host: options.host, port: options.port ?? 3306, username: options.user, password: options.password)
         configuration.database = options.database
         configuration.poolSize = options.poolSize
-        let store = try MySQLSessionStore(configuration: configuration)
+        let store = try MySQLSessionStore(
+            configuration: configuration,
+            eventLoopGroup: options.eventLoops.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) }
+                ?? MultiThreadedEventLoopGroup.singleton)
         prepare = { try await store.migrate() }
         return (StoreTarget(store: store), { try await store.run() })
     case "postgres":
