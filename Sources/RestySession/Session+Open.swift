@@ -74,7 +74,9 @@ extension Session {
         // The MAC, with the current key, then the fallbacks; compared in constant time.
         let message = macMessage(header)
         var verified: (key: SessionKey, authentication: HMACSHA256)?
-        for key in [settings.key] + settings.fallbackKeys {
+        // the current key, then the fallbacks (no array of them built per cookie)
+        for position in -1..<settings.fallbackKeys.count {
+            let key = position < 0 ? settings.key : settings.fallbackKeys[position]
             let authentication = SessionCrypto.authentication(key, sid: header.sid)
             if SessionCrypto.constantTimeEquals(SessionCrypto.mac(authentication, message: message), header.mac[...]) {
                 verified = (key, authentication)
