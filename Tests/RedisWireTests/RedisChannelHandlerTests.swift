@@ -282,7 +282,9 @@ struct RedisMultiplexerTests {
         func released() { counts.withLock { $0.releases += 1 } }
     }
 
-    @Test func anIdleLeaseIsKeptBrieflyThenHandedBack() async throws {
+    /// A multiplexer (4 requests per connection, idle release after 50 ms) whose leases hand
+    /// out the harness's connection and are counted.
+    func makeMultiplexer() async throws -> (RedisChannelHandlerTests.Harness, Counts, RedisMultiplexer.Lease, RedisMultiplexer) {
         let harness = try await RedisChannelHandlerTests().makeReadyHarness()
         let counts = Counts()
         let connection = harness.connection
@@ -290,7 +292,12 @@ struct RedisMultiplexerTests {
             counts.leased()
             return (connection, { counts.released() })
         }
-        let multiplexer = RedisMultiplexer(maximumRequests: 4, idleRelease: .milliseconds(50))
+        return (harness, counts, lease, RedisMultiplexer(maximumRequests: 4, idleRelease: .milliseconds(50)))
+    }
+
+    @Test func anIdleLeaseIsKeptBrieflyThenHandedBack() async throws {
+        let (harness, counts, lease, multiplexer) = try await makeMultiplexer()
+        let connection = harness.connection
         #expect(try await multiplexer.withConnection(lease: lease) { $0.id } == connection.id)
         #expect(try await multiplexer.withConnection(lease: lease) { $0.id } == connection.id)
         // Back-to-back requests reuse the lease: no release and new lease in between.
@@ -314,14 +321,7 @@ struct RedisMultiplexerTests {
     }
 
     @Test func aLeaseIdleOnlyAtTheCheckIsKeptUntilIdleForTheWholeDelay() async throws {
-        let harness = try await RedisChannelHandlerTests().makeReadyHarness()
-        let counts = Counts()
-        let connection = harness.connection
-        let lease: RedisMultiplexer.Lease = {
-            counts.leased()
-            return (connection, { counts.released() })
-        }
-        let multiplexer = RedisMultiplexer(maximumRequests: 4, idleRelease: .milliseconds(50))
+        let (harness, counts, lease, multiplexer) = try await makeMultiplexer()
         // A request ends: the check is armed for +50 ms.
         _ = try await multiplexer.withConnection(lease: lease) { $0.id }
         await harness.loop.advanceTime(by: .milliseconds(30))

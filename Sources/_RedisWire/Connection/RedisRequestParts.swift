@@ -1,95 +1,66 @@
-/// The commands of one request: a lone command held inline, or several in an array.
+/// One element held inline, or several in an array: the commands of one request and their
+/// replies.
 ///
-/// Most requests are one command (`GET`, `SET`): holding it inline spares the array that
-/// `[command]` allocates (and frees, and reference-counts) for every such request.
-struct RedisCommands: RandomAccessCollection, ExpressibleByArrayLiteral, Sendable {
+/// Most requests are one command (`GET`, `SET`) with one reply: holding it inline spares the
+/// array that `[command]` allocates (and frees, and reference-counts) for every such request.
+/// Two values are equal when they hold the same elements, however held.
+struct RedisInlineList<Element: Sendable>: RandomAccessCollection, ExpressibleByArrayLiteral, Sendable {
     enum Storage: Sendable {
-        case one(RedisCommand)
-        case many([RedisCommand])
+        case one(Element)
+        case many([Element])
     }
 
     let storage: Storage
 
-    /// One command.
-    init(_ command: RedisCommand) { storage = .one(command) }
+    /// One element.
+    init(_ element: Element) { storage = .one(element) }
 
-    /// Several commands (one is held inline, like ``init(_:)-(RedisCommand)``).
-    init(_ commands: [RedisCommand]) {
-        storage = commands.count == 1 ? .one(commands[0]) : .many(commands)
+    /// Several elements (a lone one is held inline).
+    init(_ elements: [Element]) {
+        storage = elements.count == 1 ? .one(elements[0]) : .many(elements)
     }
 
-    init(arrayLiteral elements: RedisCommand...) { self.init(elements) }
+    init(arrayLiteral elements: Element...) { self.init(elements) }
 
     var startIndex: Int { 0 }
 
     var endIndex: Int {
         switch storage {
         case .one: return 1
-        case .many(let commands): return commands.count
+        case .many(let elements): return elements.count
         }
     }
 
-    subscript(position: Int) -> RedisCommand {
+    subscript(position: Int) -> Element {
         switch storage {
-        case .one(let command):
+        case .one(let element):
             precondition(position == 0, "index out of range")
-            return command
-        case .many(let commands):
-            return commands[position]
+            return element
+        case .many(let elements):
+            return elements[position]
+        }
+    }
+
+    /// The elements as an array (the array itself when there are several).
+    var array: [Element] {
+        switch storage {
+        case .one(let element): return [element]
+        case .many(let elements): return elements
         }
     }
 }
 
-/// The replies of one request, one per command: a lone reply held inline, or several.
-///
-/// Two values are equal when they hold the same replies, however held.
-struct RedisReplies: RandomAccessCollection, ExpressibleByArrayLiteral, Equatable, Sendable {
-    enum Storage: Sendable {
-        case one(RESPValue)
-        case many([RESPValue])
-    }
-
-    let storage: Storage
-
-    /// One reply.
-    init(_ reply: RESPValue) { storage = .one(reply) }
-
-    /// Several replies.
-    init(_ replies: [RESPValue]) { storage = .many(replies) }
-
-    init(arrayLiteral elements: RESPValue...) { self.init(elements) }
-
-    var startIndex: Int { 0 }
-
-    var endIndex: Int {
-        switch storage {
-        case .one: return 1
-        case .many(let replies): return replies.count
-        }
-    }
-
-    subscript(position: Int) -> RESPValue {
-        switch storage {
-        case .one(let reply):
-            precondition(position == 0, "index out of range")
-            return reply
-        case .many(let replies):
-            return replies[position]
-        }
-    }
-
-    /// The replies as an array (the array itself when there are several).
-    var array: [RESPValue] {
-        switch storage {
-        case .one(let reply): return [reply]
-        case .many(let replies): return replies
-        }
-    }
-
-    static func == (lhs: RedisReplies, rhs: RedisReplies) -> Bool {
+extension RedisInlineList: Equatable where Element: Equatable {
+    static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.elementsEqual(rhs)
     }
 }
+
+/// The commands of one request.
+typealias RedisCommands = RedisInlineList<RedisCommand>
+
+/// The replies of one request, one per command.
+typealias RedisReplies = RedisInlineList<RESPValue>
 
 #if DEBUG
 /// Where a caller waits for a reply: checked in debug builds, so a double or missing resume
