@@ -55,8 +55,11 @@ public struct SessionRequest: Sendable, Hashable {
         let count = bytes.count
         var start = 0
         while start <= count {
-            var end = start
-            while end < count, bytes[end] != UInt8(ascii: ";") { end += 1 }
+            // the next `;` (memchr: a session cookie's value is a kilobyte or more)
+            var end = count
+            if start < count, let found = memchr(bytes.baseAddress! + start, Int32(UInt8(ascii: ";")), count - start) {
+                end = bytes.baseAddress!.distance(to: found.assumingMemoryBound(to: UInt8.self))
+            }
             var lower = start
             var upper = end
             while lower < upper, bytes[lower] == 0x20 || bytes[lower] == 0x09 { lower += 1 }
