@@ -133,8 +133,18 @@ enum RawDeflate {
             let value = UInt32(bytes[position]) | UInt32(bytes[position + 1]) << 8 | UInt32(bytes[position + 2]) << 16
             return Int((value &* 2_654_435_761) &>> UInt32(hashShift))
         }
-        // literals 0–143 take 8 bits, 144–255 take 9
-        @inline(__always) func literalBits(_ byte: UInt8) -> Int { byte < 144 ? 8 : 9 }
+        // Literals 0–143 take 8 bits, 144–255 take 9. They are counted once at the end, not
+        // byte by byte: the bytes that no match covers, plus one bit for each of those that is
+        // 144 or more (there are none in ASCII input, found a word at a time).
+        let hasHighBytes = !isASCII(source)
+        @inline(__always) func highBytes(_ range: Range<Int>) -> Int {
+            guard hasHighBytes else { return 0 }
+            var high = 0
+            for index in range where bytes[index] >= 144 { high += 1 }
+            return high
+        }
+        var matchedBytes = 0
+        var matchedHighBytes = 0
 
         let lastHashable = count - minimumMatch  // a position needs 3 bytes to be hashed
         var matchCount = 0
@@ -176,6 +186,8 @@ enum RawDeflate {
                 bits += Int(literalCodes[257 + lengthIndex] & 0xFF) + Int(lengthExtraBits[lengthIndex])
                 bits += 5 + Int(distanceExtraBits[distanceIndex(bestDistance)])
                 let end = position + bestLength
+                matchedBytes += bestLength
+                matchedHighBytes += highBytes(position..<end)
                 var next = position + 1
                 while next < end, next <= lastHashable {
                     let slot = hash(next)
@@ -186,19 +198,30 @@ enum RawDeflate {
                 position = end
                 misses = 0
             } else {
-                bits += literalBits(bytes[position])
                 position += 1
                 misses += 1
                 // no match for a while: take the next few bytes as literals without searching
-                var skip = min(misses / missesPerSkip, count - position)
-                while skip > 0 {
-                    bits += literalBits(bytes[position])
-                    position += 1
-                    skip -= 1
-                }
+                position += min(misses / missesPerSkip, count - position)
             }
         }
+        bits += 8 * (count - matchedBytes) + highBytes(0..<count) - matchedHighBytes
         return (matchCount, bits)
+    }
+
+    /// Whether every byte is below 128, eight at a time.
+    private static func isASCII(_ source: UnsafeBufferPointer<UInt8>) -> Bool {
+        let base = UnsafeRawPointer(source.baseAddress!)
+        var seen: UInt64 = 0
+        var index = 0
+        while index + 8 <= source.count {
+            seen |= base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            index += 8
+        }
+        while index < source.count {
+            seen |= UInt64(source[index])
+            index += 1
+        }
+        return seen & 0x8080_8080_8080_8080 == 0
     }
 
     @inline(__always)
