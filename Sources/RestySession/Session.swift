@@ -47,13 +47,10 @@ public struct Session: Sendable {
         var ciphertext: String?
     }
 
-    /// The session's fields, in one copy-on-write box: a `Session` is passed and returned by
-    /// value through the request (the adapters keep one, handlers copy it), and a copy of the
-    /// box is one retain where a copy of a dozen fields was a retain per field.
-    final class Fields: @unchecked Sendable {
-        // @unchecked: mutated only through `Session`'s accessors, which copy the box first
-        // unless this `Session` is its only owner (copy on write), so a box that can be seen
-        // from two places is never written.
+    /// The session's fields, kept in one copy-on-write box (``Box``): a `Session` is passed and
+    /// returned by value through the request (the adapters keep one, handlers copy it), and a
+    /// copy of the box is one retain where a copy of a dozen fields was a retain per field.
+    struct Fields: Sendable {
         let settings: SessionSettings
         let request: SessionRequest
         var state: State = .new
@@ -66,36 +63,25 @@ public struct Session: Sendable {
         var index = 0
         var infoData: [String: [String: SessionValue]] = [:]
         var rememberChoice: Bool?
-
-        init(settings: SessionSettings, request: SessionRequest, entries: [AudienceData]) {
-            self.settings = settings
-            self.request = request
-            self.entries = entries
-        }
-
-        init(copying other: Fields) {
-            settings = other.settings
-            request = other.request
-            state = other.state
-            openFailure = other.openFailure
-            isRestoredFromRememberCookie = other.isRestoredFromRememberCookie
-            setCookieHeaders = other.setCookieHeaders
-            meta = other.meta
-            rememberMeta = other.rememberMeta
-            entries = other.entries
-            index = other.index
-            infoData = other.infoData
-            rememberChoice = other.rememberChoice
-        }
     }
 
-    private var fields: Fields
+    final class Box: @unchecked Sendable {
+        // @unchecked: written only through `Session.fields`, which copies the box first unless
+        // this `Session` is its only owner, so a box that can be seen from two places is never
+        // written.
+        var fields: Fields
 
-    /// The box, copied first when another `Session` shares it.
-    private var uniqueFields: Fields {
-        mutating get {
-            if !isKnownUniquelyReferenced(&fields) { fields = Fields(copying: fields) }
-            return fields
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var box: Box
+
+    /// The fields: read in place, and written only once the box is this session's own.
+    private var fields: Fields {
+        _read { yield box.fields }
+        _modify {
+            if !isKnownUniquelyReferenced(&box) { box = Box(box.fields) }
+            yield &box.fields
         }
     }
 
@@ -105,57 +91,57 @@ public struct Session: Sendable {
     /// The session's state.
     public internal(set) var state: State {
         _read { yield fields.state }
-        set { uniqueFields.state = newValue }
+        set { fields.state = newValue }
     }
     /// Why the request's cookie did not open, when it did not.
     public internal(set) var openFailure: SessionOpenFailure? {
         _read { yield fields.openFailure }
-        set { uniqueFields.openFailure = newValue }
+        set { fields.openFailure = newValue }
     }
     /// Whether the session was restored from the remember cookie.
     public internal(set) var isRestoredFromRememberCookie: Bool {
         _read { yield fields.isRestoredFromRememberCookie }
-        set { uniqueFields.isRestoredFromRememberCookie = newValue }
+        set { fields.isRestoredFromRememberCookie = newValue }
     }
     /// The `Set-Cookie` header values to send with the response, at most one per cookie name.
     public internal(set) var setCookieHeaders: [String] {
         _read { yield fields.setCookieHeaders }
-        _modify { yield &uniqueFields.setCookieHeaders }
+        _modify { yield &fields.setCookieHeaders }
     }
 
     var meta: CookieMeta? {
         _read { yield fields.meta }
-        _modify { yield &uniqueFields.meta }
+        _modify { yield &fields.meta }
     }
     var rememberMeta: CookieMeta? {
         _read { yield fields.rememberMeta }
-        _modify { yield &uniqueFields.rememberMeta }
+        _modify { yield &fields.rememberMeta }
     }
     var entries: [AudienceData] {
         _read { yield fields.entries }
-        _modify { yield &uniqueFields.entries }
+        _modify { yield &fields.entries }
     }
     var index: Int {
         _read { yield fields.index }
-        set { uniqueFields.index = newValue }
+        set { fields.index = newValue }
     }
     /// Storage backend only: `info` data per audience, kept in the store next to the payload.
     var infoData: [String: [String: SessionValue]] {
         _read { yield fields.infoData }
-        _modify { yield &uniqueFields.infoData }
+        _modify { yield &fields.infoData }
     }
     /// `setRemember(_:)`'s choice; `nil` follows the cookie and the configuration.
     var rememberChoice: Bool? {
         _read { yield fields.rememberChoice }
-        set { uniqueFields.rememberChoice = newValue }
+        set { fields.rememberChoice = newValue }
     }
 
     init(settings: SessionSettings, request: SessionRequest) {
-        self.fields = Fields(
+        self.box = Box(Fields(
             settings: settings,
             request: request,
             entries: [AudienceData(values: [:], audience: settings.configuration.audience, subject: settings.configuration.subject)]
-        )
+        ))
     }
 
     // MARK: data

@@ -136,7 +136,7 @@ enum RawDeflate {
         // Literals 0–143 take 8 bits, 144–255 take 9. They are counted once at the end, not
         // byte by byte: the bytes that no match covers, plus one bit for each of those that is
         // 144 or more (there are none in ASCII input, found a word at a time).
-        let hasHighBytes = !isASCII(source)
+        let hasHighBytes = !SessionJSON.isASCII(source)
         @inline(__always) func highBytes(_ range: Range<Int>) -> Int {
             guard hasHighBytes else { return 0 }
             var high = 0
@@ -206,22 +206,6 @@ enum RawDeflate {
         }
         bits += 8 * (count - matchedBytes) + highBytes(0..<count) - matchedHighBytes
         return (matchCount, bits)
-    }
-
-    /// Whether every byte is below 128, eight at a time.
-    private static func isASCII(_ source: UnsafeBufferPointer<UInt8>) -> Bool {
-        let base = UnsafeRawPointer(source.baseAddress!)
-        var seen: UInt64 = 0
-        var index = 0
-        while index + 8 <= source.count {
-            seen |= base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            index += 8
-        }
-        while index < source.count {
-            seen |= UInt64(source[index])
-            index += 1
-        }
-        return seen & 0x8080_8080_8080_8080 == 0
     }
 
     @inline(__always)

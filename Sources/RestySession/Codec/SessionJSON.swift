@@ -120,6 +120,12 @@ enum SessionJSON {
     /// takes the stdlib's non-generic path (`String(validating:)` looks up generic metadata per
     /// call).
     static func makeString(validating bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        if isASCII(bytes) { return String(decoding: bytes, as: UTF8.self) }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    /// Whether every byte is below 128, eight at a time (also deflate's literal count).
+    static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var index = 0
         var seen: UInt64 = 0
         while index + 8 <= bytes.count {
@@ -130,8 +136,7 @@ enum SessionJSON {
             seen |= UInt64(bytes[index])
             index += 1
         }
-        if seen & 0x8080_8080_8080_8080 == 0 { return String(decoding: bytes, as: UTF8.self) }
-        return String(validating: bytes, as: UTF8.self)
+        return seen & highs == 0
     }
 
     static func encodeString(_ string: String, into out: inout [UInt8]) {
