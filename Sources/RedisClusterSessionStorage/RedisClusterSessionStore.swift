@@ -51,16 +51,6 @@ public struct RedisClusterSessionStore: SessionStore, Service {
             if let maximum = configuration.maximumValueSize, request.value.utf8.count > maximum {
                 throw SessionStoreError(.valueTooLarge, message: "the value exceeds \(maximum) bytes", backend: Self.backend)
             }
-            if request.oldKey == nil, request.metadata?.isEmpty ?? true {
-                // A plain set (what `RedisSessionCommands.set` makes then): one command, sent
-                // without an array of commands.
-                let command = RedisCommand.set(
-                    naming.recordKey(name: request.name, key: request.key), request.value, expireSeconds: request.ttl
-                )
-                let client = self.client
-                try await run { try Self.check(await client.send(command), of: command) }
-                return
-            }
             let commands = RedisSessionCommands.set(request, naming: naming, policy: configuration.rememberRotation)
             try await runGroups(commands)
         }
