@@ -147,13 +147,7 @@ final class PostgresStoreClient: Sendable {
         }
 
         let lease: ConnectionLease<StoreConnection>
-        // A connection of the caller's own event loop first (a caller running on one, e.g. with
-        // NIO's event loops as the global executor): its statements then need no thread hop.
-        var preferred: (@Sendable (StoreConnection) -> Bool)?
-        if let current = MultiThreadedEventLoopGroup.currentEventLoop {
-            preferred = { $0.postgres.eventLoop === current }
-        }
-        if let kept = cache.take(preferring: preferred) {
+        if let kept = cache.takePreferringCurrentEventLoop({ $0.postgres.eventLoop }) {
             lease = kept
         } else {
             defer { cache.doneWaiting() }

@@ -157,13 +157,7 @@ public final class MySQLClient: Service, Sendable {
         }
         let lease: ConnectionLease<MySQLConnection>
         do {
-            // A connection of the caller's own event loop first (a caller running on one, e.g.
-            // with NIO's event loops as the global executor): its statements need no thread hop.
-            var preferred: (@Sendable (MySQLConnection) -> Bool)?
-            if let current = MultiThreadedEventLoopGroup.currentEventLoop {
-                preferred = { $0.channel.eventLoop === current }
-            }
-            if let kept = cache.take(preferring: preferred) {
+            if let kept = cache.takePreferringCurrentEventLoop({ $0.channel.eventLoop }) {
                 lease = kept
             } else {
                 defer { cache.doneWaiting() }

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import Synchronization
 import _ConnectionPoolModule
 
@@ -94,6 +95,17 @@ public final class PoolLeaseCache<Connection: PooledConnection>: Sendable {
             state.waiting += 1
             return nil
         }
+    }
+
+    /// Like ``take()``, but a kept connection on the calling thread's event loop comes first
+    /// (a caller running on one, e.g. with NIO's event loops as the global executor: its
+    /// statements then need no thread hop). `eventLoop` gives a connection's event loop.
+    @inlinable
+    public func takePreferringCurrentEventLoop(
+        _ eventLoop: @escaping @Sendable (Connection) -> any EventLoop
+    ) -> ConnectionLease<Connection>? {
+        guard let current = MultiThreadedEventLoopGroup.currentEventLoop else { return take() }
+        return take(preferring: { eventLoop($0) === current })
     }
 
     /// Ends the wait counted by a ``take()`` that returned `nil`.
