@@ -11,7 +11,10 @@
 # GET /plain has no middleware; GET /lazy has it but never uses its session; GET /session
 # carries a session cookie made by GET /login, and
 # its handler opens the session (store read + decryption + MAC check) and reads the subject;
-# refresh runs after it. The server is pinned to core 0 (`taskset -c 0`, like one nginx
+# refresh runs after it (each /session run gets a fresh cookie from /login, so no run replays a
+# cookie old enough to be touched on every request). The server's CPU time per request is read
+# from /proc around each run: with the server pinned to one core, it is steadier than req/s
+# (wrk shares the machine). The server is pinned to core 0 (`taskset -c 0`, like one nginx
 # worker), wrk -t2 -c50 to core 1. Uses the Redis of $REDIS_PORT when set (scripts/services.sh),
 # else starts the test servers (SERVICES_PORT_BASE=19000 by default) and stops them at the end.
 # Builds web-bench in release mode first; prints a markdown table. Never run in CI.
@@ -31,39 +34,59 @@ if [[ -z ${REDIS_PORT:-} ]]; then
 fi
 
 rps() { awk '/Requests\/sec/ { print $2 }' <<<"$1"; }
+requests() { awk '/ requests in / { print $1 }' <<<"$1"; }
+# the server's CPU time (user + system) in clock ticks, from /proc
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# µs of server CPU per request: ticks before, ticks after, wrk's output
+cpu_us() { awk -v a="$1" -v b="$2" -v n="$(requests "$3")" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }'; }
 p99() { awk '/ 99% / { print $2 }' <<<"$1"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+login() { curl -s -D - -o /dev/null "http://127.0.0.1:$port/login" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' | head -1; }
 
 bench() {
     local label=$1 storage=$2 pid cookie body
     taskset -c 0 "$bin" --storage "$storage" --port "$port" --threads "${WEB_BENCH_THREADS:-1}" &
     pid=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/plain" >/dev/null && break; sleep 0.1; done
-    cookie=$(curl -s -D - -o /dev/null "http://127.0.0.1:$port/login" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' | head -1)
+    cookie=$(login)
     body=$(curl -s -H "Cookie: $cookie" "http://127.0.0.1:$port/session")
     [[ $body == bench ]] || { echo "the session did not open ($body)" >&2; kill "$pid"; exit 1; }
     taskset -c 1 wrk -t2 -c50 -d2s "http://127.0.0.1:$port/plain" >/dev/null   # warm-up
     taskset -c 1 wrk -t2 -c50 -d2s -H "Cookie: $cookie" "http://127.0.0.1:$port/session" >/dev/null
-    local plains=() lazies=() sessions=() plain lazy session
+    local plains=() lazies=() sessions=() plain lazy session t0 t1 t2 t3
+    local plaincpus=() lazycpus=() sessioncpus=()
     for _ in $(seq "$rounds"); do
+        t0=$(ticks "$pid")
         plain=$(taskset -c 1 wrk -t2 -c50 -d"${seconds}s" --latency "http://127.0.0.1:$port/plain")
+        t1=$(ticks "$pid")
         lazy=$(taskset -c 1 wrk -t2 -c50 -d"${seconds}s" --latency -H "Cookie: $cookie" "http://127.0.0.1:$port/lazy")
+        # a fresh session for each run: wrk replays one cookie, and a cookie older than the
+        # touch threshold (60 s) would be touched (MAC, Set-Cookie) on every request, which a
+        # browser following Set-Cookie pays at most once a minute
+        cookie=$(login)
+        t2=$(ticks "$pid")
         session=$(taskset -c 1 wrk -t2 -c50 -d"${seconds}s" --latency -H "Cookie: $cookie" "http://127.0.0.1:$port/session")
+        t3=$(ticks "$pid")
+        plaincpus+=("$(cpu_us "$t0" "$t1" "$plain")")
+        lazycpus+=("$(cpu_us "$t1" "$t2" "$lazy")")
+        sessioncpus+=("$(cpu_us "$t2" "$t3" "$session")")
         echo "$plain" >&2
         echo "$lazy" >&2
         echo "$session" >&2
         plains+=("$(rps "$plain")")
         lazies+=("$(rps "$lazy")")
         sessions+=("$(rps "$session")")
-        echo "[$label] round: plain $(rps "$plain") lazy $(rps "$lazy") session $(rps "$session")" >&2
+        echo "[$label] round: req/s plain $(rps "$plain") lazy $(rps "$lazy") session $(rps "$session"); server CPU µs/request plain ${plaincpus[-1]} lazy ${lazycpus[-1]} session ${sessioncpus[-1]}" >&2
     done
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     awk -v l="$label" -v a="$(median "${plains[@]}")" -v z="$(median "${lazies[@]}")" -v b="$(median "${sessions[@]}")" -v pa="$(p99 "$plain")" -v pb="$(p99 "$session")" \
-        'BEGIN { printf "| %s | %.0f | %.0f (%.1f%%) | %.0f (%.1f%%) | %s | %s |\n", l, a, z, (1 - z / a) * 100, b, (1 - b / a) * 100, pa, pb }'
+        -v ca="$(median "${plaincpus[@]}")" -v cz="$(median "${lazycpus[@]}")" -v cb="$(median "${sessioncpus[@]}")" \
+        'BEGIN { printf "| %s | %.0f | %.0f (%.1f%%) | %.0f (%.1f%%) | %.1f | %.1f (%.1f%%) | %.1f (%.1f%%) | %s | %s |\n", l, a, z, (1 - z / a) * 100, b, (1 - b / a) * 100, ca, cz, (1 - ca / cz) * 100, cb, (1 - ca / cb) * 100, pa, pb }'
 }
 
-echo "| storage | /plain req/s (no middleware) | /lazy req/s (middleware, session unused; cost) | /session req/s (middleware, session opened; cost) | /plain p99 (last round) | /session p99 (last round) |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| storage | /plain req/s (no middleware) | /lazy req/s (middleware, session unused; cost) | /session req/s (middleware, session opened; cost) | /plain server CPU µs/request | /lazy CPU µs/request (cost) | /session CPU µs/request (cost) | /plain p99 (last round) | /session p99 (last round) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 bench "memory" "memory://web-bench"
 bench "Redis" "redis://${REDIS_HOST:-127.0.0.1}:$REDIS_PORT/0?prefix=web-bench-$$"

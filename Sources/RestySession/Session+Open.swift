@@ -37,9 +37,10 @@ extension Session {
         let now = settings.clock.now()
         let name = remember ? settings.rememberCookieName : settings.cookieName
         guard let cookie = request.cookie(named: name) else { return .missingCookie }
-        let text = Array(cookie.utf8)
+        // read in place (the cookie's value is one native string: no copy into an array)
+        let text = cookie.utf8
         guard text.count >= SessionCookieHeader.encodedSize,
-              let headerBytes = StrictBase64URL.decode(text[0..<SessionCookieHeader.encodedSize]),
+              let headerBytes = StrictBase64URL.decode(text.prefix(SessionCookieHeader.encodedSize)),
               headerBytes.count == SessionCookieHeader.size
         else { return .invalidHeader }
         guard let header = SessionCookieHeader(bytes: headerBytes) else { return .invalidCookieType }
@@ -86,7 +87,7 @@ extension Session {
         guard let (key, authentication) = verified else { return .invalidMAC }
 
         // The payload: from the store, or from the cookie and its chunks.
-        var payload: [UInt8]
+        let ciphertext: [UInt8]
         var initialChunk: String?
         var storedCiphertext: String?
         var storedInfo: [String: [String: SessionValue]]?
@@ -101,7 +102,7 @@ extension Session {
             guard let stored else { return .notInStorage }
             guard case .array(let parts)? = SessionJSON.decode(stored.utf8),
                   (1...2).contains(parts.count),
-                  case .string(let ciphertext) = parts[0]
+                  case .string(let encodedCiphertext) = parts[0]
             else { return .invalidStoredValue }
             if parts.count == 2 {
                 guard case .string(let encodedInfo) = parts[1],
@@ -110,23 +111,30 @@ extension Session {
                 else { return .invalidStoredValue }
                 storedInfo = info
             }
-            payload = Array(ciphertext.utf8)
-            storedCiphertext = ciphertext
+            guard encodedCiphertext.utf8.count == header.dataSize,
+                  let decoded = StrictBase64URL.decode(encodedCiphertext.utf8)
+            else { return .invalidPayload }
+            storedCiphertext = encodedCiphertext
+            ciphertext = decoded
         } else {
             guard let chunks = SessionSettings.chunkCount(nameSize: name.utf8.count, dataSize: header.dataSize) else {
                 return .invalidDataSize
             }
-            payload = Array(text[SessionCookieHeader.encodedSize...])
-            initialChunk = String(decoding: payload, as: UTF8.self)
-            if chunks > 1 {
+            let first = text.dropFirst(SessionCookieHeader.encodedSize)
+            initialChunk = String(decoding: first, as: UTF8.self)
+            let decoded: [UInt8]?
+            if chunks == 1 {
+                decoded = first.count == header.dataSize ? StrictBase64URL.decode(first) : nil
+            } else {
+                var payload = Array(first)
                 for chunk in 2...chunks {
                     guard let part = request.cookie(named: name + String(chunk)) else { return .missingChunk }
                     payload.append(contentsOf: part.utf8)
                 }
+                decoded = payload.count == header.dataSize ? StrictBase64URL.decode(payload) : nil
             }
-        }
-        guard payload.count == header.dataSize, let ciphertext = StrictBase64URL.decode(payload) else {
-            return .invalidPayload
+            guard let decoded else { return .invalidPayload }
+            ciphertext = decoded
         }
 
         let opened = CookieMeta(
@@ -232,9 +240,10 @@ extension Session {
         SessionJSON.encode(
             .array(
                 entries.map { entry in
-                    var fields: [SessionValue] = [.object(entry.values), .string(entry.audience)]
-                    if let subject = entry.subject { fields.append(.string(subject)) }
-                    return .array(fields)
+                    if let subject = entry.subject {
+                        return .array([.object(entry.values), .string(entry.audience), .string(subject)])
+                    }
+                    return .array([.object(entry.values), .string(entry.audience)])
                 }
             )
         )

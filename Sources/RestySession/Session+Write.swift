@@ -91,10 +91,10 @@ extension Session {
         var storedCiphertext: String?
         if storage != nil {
             storedCiphertext = payload
-            cookies.append((name, "\(name)=\(headerText)\(attributes)"))
+            cookies.append((name, Self.cookieValue(name, headerText, "", attributes)))
         } else if chunks == 1 {
             initialChunk = payload
-            cookies.append((name, "\(name)=\(headerText)\(payload)\(attributes)"))
+            cookies.append((name, Self.cookieValue(name, headerText, payload, attributes)))
         } else {
             let characters = Array(payload.utf8)
             let firstSize = SessionSettings.maximumCookieSize - SessionCookieHeader.encodedSize - nameSize - 1
@@ -163,5 +163,18 @@ extension Session {
             "session saved",
             metadata: ["cookie": "\(remember ? "remember" : "session")", "chunks": "\(chunks)", "deflated": "\(flags.contains(.deflate))"]
         )
+    }
+
+    /// `name=header‖payload‖attributes` built in one allocation (an interpolation grows its
+    /// buffer as it goes; a cookie of 1.5 KiB cost several).
+    static func cookieValue(_ name: String, _ header: String, _ payload: String, _ attributes: String) -> String {
+        var value = ""
+        value.reserveCapacity(name.utf8.count + 1 + header.utf8.count + payload.utf8.count + attributes.utf8.count)
+        value += name
+        value += "="
+        value += header
+        value += payload
+        value += attributes
+        return value
     }
 }

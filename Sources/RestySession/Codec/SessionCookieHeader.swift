@@ -32,8 +32,9 @@ struct SessionCookieHeader: Sendable, Hashable {
 
     /// The first 47 bytes (type ‖ flags ‖ sid ‖ creation ‖ rolling ‖ data size): the AAD.
     var additionalData: [UInt8] {
-        var bytes: [UInt8] = [Self.cookieType]
-        bytes.reserveCapacity(Self.size)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Self.size)  // room for macInput and bytes, which extend it
+        bytes.append(Self.cookieType)
         Self.pack(Int(flags.rawValue), size: 2, into: &bytes)
         bytes.append(contentsOf: sid)
         Self.pack(creationTime, size: 5, into: &bytes)
