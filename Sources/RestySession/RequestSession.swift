@@ -30,7 +30,7 @@ public final class RequestSession: Sendable {
     struct State {
         var session: Session?
         var baseline: Fingerprint?
-        var openedSID: [UInt8]?
+        var openedSID: SessionID?
         var finished = false
     }
 
@@ -93,7 +93,7 @@ public final class RequestSession: Sendable {
         return result
     }
 
-    private func store(_ session: Session, idBefore: [UInt8]?) {
+    private func store(_ session: Session, idBefore: SessionID?) {
         state.withLock { state in
             state.session = session
             // A new id means `body` saved the session: what it holds now is what is stored.
@@ -168,7 +168,7 @@ public final class RequestSession: Sendable {
     ///
     /// Calling it again returns an empty list.
     public func finish() async throws -> [String] {
-        let snapshot = state.withLock { state -> (Session?, Fingerprint?, [UInt8]?) in
+        let snapshot = state.withLock { state -> (Session?, Fingerprint?, SessionID?) in
             guard !state.finished else { return (nil, nil, nil) }
             state.finished = true
             return (state.session, state.baseline, state.openedSID)

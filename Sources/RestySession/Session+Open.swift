@@ -79,7 +79,7 @@ extension Session {
         for position in -1..<settings.fallbackKeys.count {
             let key = position < 0 ? settings.key : settings.fallbackKeys[position]
             let authentication = SessionCrypto.authentication(key, sid: header.sid)
-            if SessionCrypto.constantTimeEquals(SessionCrypto.mac(authentication, message: message), header.mac[...]) {
+            if SessionCrypto.mac(authentication, message: message).constantTimeEquals(header.mac) {
                 verified = (key, authentication)
                 break
             }

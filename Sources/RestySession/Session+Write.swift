@@ -17,7 +17,7 @@ extension Session {
         if storage != nil { flags.insert(.storage) }
         if writesForgetFlag { flags.insert(.forget) }
 
-        let sid = settings.random.bytes(32)
+        let sid = settings.random.bytes(SessionID.size).withUnsafeBytes { SessionID(copying: $0) }
         let now = settings.clock.now()
         var creationTime = now
         var rollingOffset = 0

@@ -260,10 +260,10 @@ public struct Session: Sendable {
     // MARK: properties
 
     /// The session id: base64url of the 32 random bytes (43 characters), once opened or saved.
-    public var id: String? { meta.map { Base64URL.encode($0.header.sid) } }
+    public var id: String? { meta.map { $0.header.sid.withUnsafeBytes { Base64URL.encode($0) } } }
 
     /// The session id's 32 bytes (``id`` without the base64url encoding).
-    var sid: [UInt8]? { meta?.header.sid }
+    var sid: SessionID? { meta?.header.sid }
 
     /// The storage key of the session (its id, or the id's hash with `hashStorageKey`).
     public var storageKey: String? { meta.map { settings.storageKey(sid: $0.header.sid) } }

@@ -156,8 +156,10 @@ final class SessionSettings: Sendable {
     // MARK: storage keys and the index
 
     /// `base64url(sid)`, or `base64url(sha256(sid))` with `hashStorageKey`.
-    func storageKey(sid: [UInt8]) -> String {
-        configuration.hashStorageKey ? Base64URL.encode(SessionCrypto.sha256(sid)) : Base64URL.encode(sid)
+    func storageKey(sid: SessionID) -> String {
+        sid.withUnsafeBytes { sid in
+            configuration.hashStorageKey ? Base64URL.encode(SessionCrypto.sha256(sid)) : Base64URL.encode(sid)
+        }
     }
 
     /// An audience as the index stores it: base64url.

@@ -300,15 +300,18 @@ struct CodecTests {
     @Test func headerRoundTripsAtTheFieldLimits() {
         var header = SessionCookieHeader(
             flags: [.storage, .deflate, .bindUserAgent],
-            sid: (0..<32).map { UInt8($0) },
+            sid: SessionID((0..<32).map { UInt8($0) })!,
             creationTime: SessionCookieHeader.maximumCreationTime,
             rollingOffset: SessionCookieHeader.maximumRollingOffset,
             dataSize: SessionCookieHeader.maximumDataSize
         )
-        header.tag = [UInt8](repeating: 0xAB, count: 16)
+        header.tag = HeaderBytes16([UInt8](repeating: 0xAB, count: 16))!
         header.idlingOffset = SessionCookieHeader.maximumIdlingOffset
-        header.mac = [UInt8](repeating: 0xCD, count: 16)
+        header.mac = HeaderBytes16([UInt8](repeating: 0xCD, count: 16))!
         #expect(header.bytes.count == 82)
+        #expect(header.bytes[3..<35].elementsEqual(0..<32))
+        #expect(header.bytes[47..<63].allSatisfy { $0 == 0xAB })
+        #expect(header.bytes[66..<82].allSatisfy { $0 == 0xCD })
         #expect(header.encoded.count == 110)
         #expect(SessionCookieHeader(bytes: header.bytes) == header)
         var wrongType = header.bytes

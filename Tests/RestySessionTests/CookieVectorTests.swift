@@ -105,7 +105,7 @@ struct CookieVectorTests {
                 #expect(SessionCrypto.sha256(vector.options.secret.utf8).hex == decode.ikm_hex)
                 let sid = [UInt8](hex: decode.fields.sid_hex)
                 #expect(key.expand(usage: "authentication", nonce: sid, count: 32).hex == decode.mac_key_hex)
-                let (aesKey, nonce) = SessionCrypto.withEncryptionKey(key, sid: sid, iterations: name == "remember" ? 10_000 : nil) {
+                let (aesKey, nonce) = SessionCrypto.withEncryptionKey(key, sid: SessionID(sid)!, iterations: name == "remember" ? 10_000 : nil) {
                     (Array($0), Array($1))
                 }
                 #expect(aesKey.hex == decode.aes_key_hex)

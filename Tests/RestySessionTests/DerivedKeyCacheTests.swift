@@ -4,8 +4,8 @@ import Testing
 
 @Suite("Derived key cache")
 struct DerivedKeyCacheTests {
-    private func sid(_ n: Int) -> [UInt8] {
-        (0..<32).map { UInt8(truncatingIfNeeded: n &* 31 &+ $0) }
+    private func sid(_ n: Int) -> SessionID {
+        SessionID((0..<32).map { UInt8(truncatingIfNeeded: n &* 31 &+ $0) })!
     }
 
     @Test func entriesAreTheDerivationsAndTheOldestIsForgottenFirst() {
@@ -20,10 +20,10 @@ struct DerivedKeyCacheTests {
             // the cached material and MAC key are exactly HKDF's
             var material = entry.encryption
             let cached = withUnsafeBytes(of: &material.words) { Array($0.prefix(44)) }
-            #expect(cached == plain.expand(usage: "encryption", nonce: sid(n), count: 44))
+            #expect(cached == plain.expand(usage: "encryption", nonce: sid(n).bytes, count: 44))
             let message: [UInt8] = Array("header bytes".utf8)
             #expect(SessionCrypto.mac(key, sid: sid(n), message: message) == SessionCrypto.mac(plain, sid: sid(n), message: message))
-            let macKey = plain.expand(usage: "authentication", nonce: sid(n), count: 32)
+            let macKey = plain.expand(usage: "authentication", nonce: sid(n).bytes, count: 32)
             var expected = [UInt8](repeating: 0, count: 32)
             var ours = [UInt8](repeating: 0, count: 32)
             message.withUnsafeBytes { m in
@@ -35,9 +35,10 @@ struct DerivedKeyCacheTests {
         // a capacity of zero keeps nothing
         _ = plain.derivedKeys(sid: sid(9))
         #expect(plain.derived.count == 0)
-        // ids of another length are never cached
-        _ = key.derivedKeys(sid: [1, 2, 3])
-        #expect(key.derived.count == 3)
+        // an id of another length than 32 bytes is not an id
+        #expect(SessionID([1, 2, 3]) == nil)
+        #expect(SessionID([UInt8](repeating: 0, count: 33)) == nil)
+        #expect(SessionID(sid(7).bytes) == sid(7))
     }
 
     @Test func forgedCookiesAddNothingAndIssuedOnesAreCached() async throws {

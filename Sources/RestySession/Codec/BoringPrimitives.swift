@@ -75,19 +75,19 @@ enum AES256GCM {
         key: UnsafeRawBufferPointer,
         nonce: UnsafeRawBufferPointer,
         additionalData: [UInt8]
-    ) -> (ciphertext: [UInt8], tag: [UInt8])? {
+    ) -> (ciphertext: [UInt8], tag: HeaderBytes16)? {
         precondition(nonce.count == nonceSize)
-        var tag = [UInt8](repeating: 0, count: tagSize)
+        var tag = HeaderBytes16()
         let sealed: [UInt8]?? = withContext(key: key) { context in
             var ok = false
             let ciphertext = [UInt8](unsafeUninitializedCapacity: Swift.max(plaintext.count, 1)) { output, initialized in
                 var tagLength = 0
                 ok = plaintext.withUnsafeBufferPointer { input in
                     additionalData.withUnsafeBufferPointer { ad in
-                        tag.withUnsafeMutableBufferPointer { tagBuffer in
+                        tag.withUnsafeMutableBytes { tagBuffer in
                             CCryptoBoringSSL_EVP_AEAD_CTX_seal_scatter(
                                 context,
-                                output.baseAddress, tagBuffer.baseAddress, &tagLength, tagSize,
+                                output.baseAddress, tagBuffer.baseAddress!.assumingMemoryBound(to: UInt8.self), &tagLength, tagSize,
                                 nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), nonceSize,
                                 input.baseAddress, input.count,
                                 nil, 0,
@@ -109,25 +109,24 @@ enum AES256GCM {
     /// does not match (a wrong key, nonce, additional data or altered bytes).
     static func open(
         _ ciphertext: some Collection<UInt8>,
-        tag: [UInt8],
+        tag: HeaderBytes16,
         key: UnsafeRawBufferPointer,
         nonce: UnsafeRawBufferPointer,
         additionalData: [UInt8]
     ) -> [UInt8]? {
         precondition(nonce.count == nonceSize)
-        guard tag.count == tagSize else { return nil }
         let run = { (input: UnsafeBufferPointer<UInt8>) -> [UInt8]?? in
             withContext(key: key) { context in
                 var ok = false
                 let plaintext = [UInt8](unsafeUninitializedCapacity: Swift.max(input.count, 1)) { output, initialized in
                     ok = additionalData.withUnsafeBufferPointer { ad in
-                        tag.withUnsafeBufferPointer { tagBuffer in
+                        tag.withUnsafeBytes { tagBuffer in
                             CCryptoBoringSSL_EVP_AEAD_CTX_open_gather(
                                 context,
                                 output.baseAddress,
                                 nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), nonceSize,
                                 input.baseAddress, input.count,
-                                tagBuffer.baseAddress, tagSize,
+                                tagBuffer.baseAddress!.assumingMemoryBound(to: UInt8.self), tagSize,
                                 ad.baseAddress, ad.count
                             ) == 1
                         }

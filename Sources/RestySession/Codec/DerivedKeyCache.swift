@@ -25,26 +25,13 @@ final class DerivedKeyCache: Sendable {
         var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
     }
 
-    /// A 32-byte session id as a hashable value.
-    private struct ID: Hashable {
-        var a: UInt64, b: UInt64, c: UInt64, d: UInt64
-
-        init?(_ sid: [UInt8]) {
-            guard sid.count == 32 else { return nil }
-            (a, b, c, d) = sid.withUnsafeBytes {
-                ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
-                 $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
-            }
-        }
-    }
-
     private struct State {
         /// id → its slot in `slots`. (The entries themselves stay put in `slots`: a
         /// dictionary's removal shifts its neighbours, cheap for an `Int`, not for an entry's
         /// prepared SHA-256 states.)
-        var positions: [ID: Int] = [:]
+        var positions: [SessionID: Int] = [:]
         /// Entries in insertion order, as a ring: the slot at `next` holds the oldest once full.
-        var slots: [(id: ID, entry: Entry)] = []
+        var slots: [(id: SessionID, entry: Entry)] = []
         var next = 0
     }
 
@@ -58,13 +45,13 @@ final class DerivedKeyCache: Sendable {
         self.state = Mutex(initial)
     }
 
-    func lookup(_ sid: [UInt8]) -> Entry? {
-        guard capacity > 0, let id = ID(sid) else { return nil }
+    func lookup(_ id: SessionID) -> Entry? {
+        guard capacity > 0 else { return nil }
         return state.withLock { state in state.positions[id].map { state.slots[$0].entry } }
     }
 
-    func insert(_ sid: [UInt8], _ entry: Entry) {
-        guard capacity > 0, let id = ID(sid) else { return }
+    func insert(_ id: SessionID, _ entry: Entry) {
+        guard capacity > 0 else { return }
         state.withLock { state in
             if let position = state.positions[id] {
                 state.slots[position].entry = entry

@@ -22,13 +22,13 @@ struct SessionCookieHeader: Sendable, Hashable {
     static let maximumDataSize = (1 << 24) - 1
 
     var flags: SessionFlags
-    var sid: [UInt8]
+    var sid: SessionID
     var creationTime: Int
     var rollingOffset: Int
     var dataSize: Int
-    var tag: [UInt8]
+    var tag: HeaderBytes16
     var idlingOffset: Int
-    var mac: [UInt8]
+    var mac: HeaderBytes16
 
     /// The first 47 bytes (type ‖ flags ‖ sid ‖ creation ‖ rolling ‖ data size): the AAD.
     var additionalData: [UInt8] {
@@ -36,7 +36,7 @@ struct SessionCookieHeader: Sendable, Hashable {
         bytes.reserveCapacity(Self.size)  // room for macInput and bytes, which extend it
         bytes.append(Self.cookieType)
         Self.pack(Int(flags.rawValue), size: 2, into: &bytes)
-        bytes.append(contentsOf: sid)
+        sid.withUnsafeBytes { bytes.append(contentsOf: $0) }
         Self.pack(creationTime, size: 5, into: &bytes)
         Self.pack(rollingOffset, size: 4, into: &bytes)
         Self.pack(dataSize, size: 3, into: &bytes)
@@ -46,7 +46,7 @@ struct SessionCookieHeader: Sendable, Hashable {
     /// The first 66 bytes: everything the MAC covers.
     var macInput: [UInt8] {
         var bytes = additionalData
-        bytes.append(contentsOf: tag)
+        tag.withUnsafeBytes { bytes.append(contentsOf: $0) }
         Self.pack(idlingOffset, size: 3, into: &bytes)
         return bytes
     }
@@ -54,7 +54,7 @@ struct SessionCookieHeader: Sendable, Hashable {
     /// All 82 bytes.
     var bytes: [UInt8] {
         var bytes = macInput
-        bytes.append(contentsOf: mac)
+        mac.withUnsafeBytes { bytes.append(contentsOf: $0) }
         return bytes
     }
 
@@ -63,13 +63,13 @@ struct SessionCookieHeader: Sendable, Hashable {
 
     init(
         flags: SessionFlags,
-        sid: [UInt8],
+        sid: SessionID,
         creationTime: Int,
         rollingOffset: Int,
         dataSize: Int,
-        tag: [UInt8] = [UInt8](repeating: 0, count: 16),
+        tag: HeaderBytes16 = HeaderBytes16(),
         idlingOffset: Int = 0,
-        mac: [UInt8] = [UInt8](repeating: 0, count: 16)
+        mac: HeaderBytes16 = HeaderBytes16()
     ) {
         self.flags = flags
         self.sid = sid
@@ -85,13 +85,17 @@ struct SessionCookieHeader: Sendable, Hashable {
     init?(bytes: [UInt8]) {
         guard bytes.count == Self.size, bytes[0] == Self.cookieType else { return nil }
         flags = SessionFlags(rawValue: UInt16(Self.unpack(bytes, at: 1, size: 2)))
-        sid = Array(bytes[3..<35])
         creationTime = Self.unpack(bytes, at: 35, size: 5)
         rollingOffset = Self.unpack(bytes, at: 40, size: 4)
         dataSize = Self.unpack(bytes, at: 44, size: 3)
-        tag = Array(bytes[47..<63])
         idlingOffset = Self.unpack(bytes, at: 63, size: 3)
-        mac = Array(bytes[66..<82])
+        (sid, tag, mac) = bytes.withUnsafeBytes { raw in
+            (
+                SessionID(copying: UnsafeRawBufferPointer(rebasing: raw[3..<35])),
+                HeaderBytes16(copying: UnsafeRawBufferPointer(rebasing: raw[47..<63])),
+                HeaderBytes16(copying: UnsafeRawBufferPointer(rebasing: raw[66..<82]))
+            )
+        }
     }
 
     static func pack(_ value: Int, size: Int, into bytes: inout [UInt8]) {

@@ -90,37 +90,45 @@ struct SessionKey: Sendable {
 
     /// HKDF-Expand into `output` (at most 64 bytes).
     func expand(usage: StaticString, nonce: [UInt8], into output: UnsafeMutableRawBufferPointer) {
+        nonce.withUnsafeBytes { expand(usage: usage, nonce: $0, into: output) }
+    }
+
+    /// HKDF-Expand with a session id as the nonce.
+    func expand(usage: StaticString, sid: SessionID, into output: UnsafeMutableRawBufferPointer) {
+        sid.withUnsafeBytes { expand(usage: usage, nonce: $0, into: output) }
+    }
+
+    /// HKDF-Expand into `output` (at most 64 bytes), the nonce in place.
+    func expand(usage: StaticString, nonce: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) {
         let colon: UInt8 = 0x3A
         withUnsafeTemporaryAllocation(byteCount: 2 * HMACSHA256.outputSize, alignment: 8) { blocks in
             withUnsafeBytes(of: colon) { colon in
-                nonce.withUnsafeBytes { nonce in
-                    let usage = UnsafeRawBufferPointer(start: usage.utf8Start, count: usage.utf8CodeUnitCount)
-                    var counter: UInt8 = 1
-                    var produced = 0
-                    while produced < output.count {
-                        let block = UnsafeMutableRawBufferPointer(rebasing: blocks[produced..<(produced + HMACSHA256.outputSize)])
-                        withUnsafeBytes(of: counter) { counterByte in
-                            if produced == 0 {
-                                expander.authenticate(usage, colon, nonce, counterByte, into: block)
-                            } else {
-                                let previous = UnsafeRawBufferPointer(rebasing: blocks[(produced - HMACSHA256.outputSize)..<produced])
-                                expander.authenticate(previous, usage, colon, nonce, counterByte, into: block)
-                            }
+                let usage = UnsafeRawBufferPointer(start: usage.utf8Start, count: usage.utf8CodeUnitCount)
+                var counter: UInt8 = 1
+                var produced = 0
+                while produced < output.count {
+                    let block = UnsafeMutableRawBufferPointer(rebasing: blocks[produced..<(produced + HMACSHA256.outputSize)])
+                    withUnsafeBytes(of: counter) { counterByte in
+                        if produced == 0 {
+                            expander.authenticate(usage, colon, nonce, counterByte, into: block)
+                        } else {
+                            let previous = UnsafeRawBufferPointer(rebasing: blocks[(produced - HMACSHA256.outputSize)..<produced])
+                            expander.authenticate(previous, usage, colon, nonce, counterByte, into: block)
                         }
-                        produced += HMACSHA256.outputSize
-                        counter += 1
                     }
-                    output.copyMemory(from: UnsafeRawBufferPointer(rebasing: blocks[0..<output.count]))
-                    blocks.initializeMemory(as: UInt8.self, repeating: 0)
+                    produced += HMACSHA256.outputSize
+                    counter += 1
                 }
+                output.copyMemory(from: UnsafeRawBufferPointer(rebasing: blocks[0..<output.count]))
+                blocks.initializeMemory(as: UInt8.self, repeating: 0)
             }
         }
     }
 
     /// The HMAC keyed with HKDF(ikm, "authentication:" sid, 32).
-    func authenticationHMAC(sid: [UInt8]) -> HMACSHA256 {
+    func authenticationHMAC(sid: SessionID) -> HMACSHA256 {
         withUnsafeTemporaryAllocation(byteCount: HMACSHA256.outputSize, alignment: 8) { macKey in
-            expand(usage: "authentication", nonce: sid, into: macKey)
+            expand(usage: "authentication", sid: sid, into: macKey)
             defer { macKey.initializeMemory(as: UInt8.self, repeating: 0) }
             return HMACSHA256(key: UnsafeRawBufferPointer(macKey))
         }
@@ -129,11 +137,11 @@ struct SessionKey: Sendable {
     /// The derived keys of `sid`: from the cache, or derived and cached. Call it only for ids
     /// whose MAC verified or that this process issues (see ``DerivedKeyCache``).
     /// `authentication`, when given, is the sid's MAC HMAC the caller already prepared.
-    func derivedKeys(sid: [UInt8], authentication: HMACSHA256? = nil) -> DerivedKeyCache.Entry {
+    func derivedKeys(sid: SessionID, authentication: HMACSHA256? = nil) -> DerivedKeyCache.Entry {
         if let entry = derived.lookup(sid) { return entry }
         var material = DerivedKeyCache.EncryptionMaterial()
         withUnsafeMutableBytes(of: &material.words) { words in
-            expand(usage: "encryption", nonce: sid, into: UnsafeMutableRawBufferPointer(rebasing: words[0..<DerivedKeyCache.EncryptionMaterial.size]))
+            expand(usage: "encryption", sid: sid, into: UnsafeMutableRawBufferPointer(rebasing: words[0..<DerivedKeyCache.EncryptionMaterial.size]))
         }
         let entry = DerivedKeyCache.Entry(authentication: authentication ?? authenticationHMAC(sid: sid), encryption: material)
         derived.insert(sid, entry)
@@ -161,7 +169,7 @@ enum SessionCrypto {
     /// "encryption:" sid) with the safety's iteration count. Both are wiped afterwards.
     static func withEncryptionKey<Result>(
         _ key: SessionKey,
-        sid: [UInt8],
+        sid: SessionID,
         iterations: Int?,
         authentication: HMACSHA256? = nil,
         _ body: (_ key: UnsafeRawBufferPointer, _ nonce: UnsafeRawBufferPointer) -> Result
@@ -178,7 +186,7 @@ enum SessionCrypto {
             }
         }
         var salt = Array("encryption:".utf8)
-        salt.append(contentsOf: sid)
+        sid.withUnsafeBytes { salt.append(contentsOf: $0) }
         var material = pbkdf2SHA256(password: key.ikm, salt: salt, iterations: iterations, count: 44)
         defer { material.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) } }
         return material.withUnsafeBytes { material in
@@ -190,30 +198,21 @@ enum SessionCrypto {
     }
 
     /// The header MAC: HMAC-SHA256(HKDF(ikm, "authentication:" sid, 32), message), first 16 bytes.
-    static func mac(_ key: SessionKey, sid: [UInt8], message: [UInt8]) -> [UInt8] {
+    static func mac(_ key: SessionKey, sid: SessionID, message: [UInt8]) -> HeaderBytes16 {
         mac(authentication(key, sid: sid), message: message)
     }
 
     /// The HMAC keyed with the MAC key of `sid`: cached, or derived (and not cached: the
     /// cookie is not verified yet).
-    static func authentication(_ key: SessionKey, sid: [UInt8]) -> HMACSHA256 {
+    static func authentication(_ key: SessionKey, sid: SessionID) -> HMACSHA256 {
         key.derived.lookup(sid)?.authentication ?? key.authenticationHMAC(sid: sid)
     }
 
     /// The header MAC of `message` with a prepared MAC HMAC: the first 16 bytes.
-    static func mac(_ authentication: HMACSHA256, message: [UInt8]) -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: macSize) { output, initialized in
-            message.withUnsafeBytes { authentication.authenticate($0, into: UnsafeMutableRawBufferPointer(output)) }
-            initialized = macSize
+    static func mac(_ authentication: HMACSHA256, message: [UInt8]) -> HeaderBytes16 {
+        HeaderBytes16.filling { output in
+            message.withUnsafeBytes { authentication.authenticate($0, into: output) }
         }
-    }
-
-    /// Compares two byte strings in time that depends only on their lengths.
-    static func constantTimeEquals(_ lhs: [UInt8], _ rhs: ArraySlice<UInt8>) -> Bool {
-        guard lhs.count == rhs.count else { return false }
-        var difference: UInt8 = 0
-        for (left, right) in zip(lhs, rhs) { difference |= left ^ right }
-        return difference == 0
     }
 
     /// PBKDF2 with HMAC-SHA256 (RFC 8018 §5.2). The keyed HMAC state is computed once and
