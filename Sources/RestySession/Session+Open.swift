@@ -73,16 +73,16 @@ extension Session {
         }
 
         // The MAC, with the current key, then the fallbacks; compared in constant time.
-        let message = macMessage(header)
-        var verified: (key: SessionKey, authentication: HMACSHA256)?
-        // the current key, then the fallbacks (no array of them built per cookie)
-        for position in -1..<settings.fallbackKeys.count {
-            let key = position < 0 ? settings.key : settings.fallbackKeys[position]
-            let authentication = SessionCrypto.authentication(key, sid: header.sid)
-            if SessionCrypto.mac(authentication, message: message).constantTimeEquals(header.mac) {
-                verified = (key, authentication)
-                break
+        let verified: (key: SessionKey, authentication: HMACSHA256)? = withMACMessage(header) { message in
+            // the current key, then the fallbacks (no array of them built per cookie)
+            for position in -1..<settings.fallbackKeys.count {
+                let key = position < 0 ? settings.key : settings.fallbackKeys[position]
+                let authentication = SessionCrypto.authentication(key, sid: header.sid)
+                if SessionCrypto.mac(authentication, message: message).constantTimeEquals(header.mac) {
+                    return (key, authentication)
+                }
             }
+            return nil
         }
         guard let (key, authentication) = verified else { return .invalidMAC }
 
@@ -156,7 +156,15 @@ extension Session {
             iterations: remember ? settings.rememberIterations : nil,
             authentication: authentication  // prepared for the MAC check: cached with the keys
         ) { aesKey, nonce in
-            AES256GCM.open(ciphertext, tag: header.tag, key: aesKey, nonce: nonce, additionalData: header.additionalData)
+            header.withUnsafeBytes { raw in
+                AES256GCM.open(
+                    ciphertext,
+                    tag: header.tag,
+                    key: aesKey,
+                    nonce: nonce,
+                    additionalData: UnsafeRawBufferPointer(rebasing: raw[0..<SessionCookieHeader.tagOffset])
+                )
+            }
         }
         guard var plaintext = decrypted else { return .decryptionFailed }
         if header.flags.contains(.deflate) {

@@ -69,13 +69,15 @@ extension Session {
         )
         let key = settings.key
         let sealed = SessionCrypto.withEncryptionKey(key, sid: sid, iterations: remember ? settings.rememberIterations : nil) { aesKey, nonce in
-            AES256GCM.seal(plaintext, key: aesKey, nonce: nonce, additionalData: header.additionalData)
+            header.withUnsafeBytes { raw in
+                AES256GCM.seal(plaintext, key: aesKey, nonce: nonce, additionalData: UnsafeRawBufferPointer(rebasing: raw[0..<SessionCookieHeader.tagOffset]))
+            }
         }
         guard let sealed else {
             throw SessionError(.invalidState, message: "unable to encrypt the session data")
         }
         header.tag = sealed.tag
-        header.mac = SessionCrypto.mac(key, sid: sid, message: macMessage(header))
+        header.mac = mac(header, key: key)
         let headerText = header.encoded
         let payload = Base64URL.encode(sealed.ciphertext)
 

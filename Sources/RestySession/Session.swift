@@ -375,7 +375,7 @@ public struct Session: Sendable {
         let header = meta.header
         let elapsed = now - header.creationTime - header.rollingOffset
         meta.header.idlingOffset = max(0, min(elapsed, SessionCookieHeader.maximumIdlingOffset))
-        meta.header.mac = SessionCrypto.mac(meta.key, sid: header.sid, message: macMessage(meta.header))
+        meta.header.mac = mac(meta.header, key: meta.key)
         meta.timestamp = now
         let value = meta.header.encoded + (meta.initialChunk ?? "")
         setCookie(name: settings.cookieName, value: "\(settings.cookieName)=\(value)\(settings.cookieAttributes)")
@@ -496,18 +496,26 @@ public struct Session: Sendable {
 
     /// The MAC input: header bytes 0..<66, with `#` sha256(bound values) appended when the
     /// header's bind flags select request facts that are present.
-    func macMessage(_ header: SessionCookieHeader) -> [UInt8] {
-        var message = header.macInput
-        let flags = header.flags
-        var values: [String] = []
-        if flags.contains(.bindIP), let value = request.remoteAddress, !value.isEmpty { values.append(value) }
-        if flags.contains(.bindScheme), let value = request.scheme, !value.isEmpty { values.append(value) }
-        if flags.contains(.bindUserAgent), let value = request.userAgent, !value.isEmpty { values.append(value) }
-        if !values.isEmpty {
+    func withMACMessage<Result>(_ header: SessionCookieHeader, _ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        header.withUnsafeBytes { raw in
+            let input = UnsafeRawBufferPointer(rebasing: raw[0..<SessionCookieHeader.macOffset])
+            let flags = header.flags
+            guard !flags.isDisjoint(with: .bindings) else { return body(input) }
+            var values: [String] = []
+            if flags.contains(.bindIP), let value = request.remoteAddress, !value.isEmpty { values.append(value) }
+            if flags.contains(.bindScheme), let value = request.scheme, !value.isEmpty { values.append(value) }
+            if flags.contains(.bindUserAgent), let value = request.userAgent, !value.isEmpty { values.append(value) }
+            guard !values.isEmpty else { return body(input) }
+            var message = Array(input)
             message.append(UInt8(ascii: "#"))
             message.append(contentsOf: SessionCrypto.sha256(values.joined(separator: "|").utf8))
+            return message.withUnsafeBytes(body)
         }
-        return message
+    }
+
+    /// The header MAC of `header` (its MAC input, and the bound request facts) with `key`.
+    func mac(_ header: SessionCookieHeader, key: SessionKey) -> HeaderBytes16 {
+        withMACMessage(header) { SessionCrypto.mac(key, sid: header.sid, message: $0) }
     }
 
     func encodedInfo() -> String? {

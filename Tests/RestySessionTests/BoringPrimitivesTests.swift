@@ -119,3 +119,19 @@ struct BoringPrimitivesTests {
         #expect(open(Array(sealed.ciphertext.dropLast()), tag: sealedTag, key: key, nonce: nonce, ad: ad) == nil)
     }
 }
+
+/// The tests' arrays as the AAD (the session core passes the header's bytes in place).
+extension AES256GCM {
+    static func seal(
+        _ plaintext: [UInt8], key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, additionalData: [UInt8]
+    ) -> (ciphertext: [UInt8], tag: HeaderBytes16)? {
+        additionalData.withUnsafeBytes { seal(plaintext, key: key, nonce: nonce, additionalData: $0) }
+    }
+
+    static func open(
+        _ ciphertext: some Collection<UInt8>, tag: HeaderBytes16, key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer,
+        additionalData: [UInt8]
+    ) -> [UInt8]? {
+        additionalData.withUnsafeBytes { open(ciphertext, tag: tag, key: key, nonce: nonce, additionalData: $0) }
+    }
+}

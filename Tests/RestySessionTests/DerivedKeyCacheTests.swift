@@ -22,7 +22,9 @@ struct DerivedKeyCacheTests {
             let cached = withUnsafeBytes(of: &material.words) { Array($0.prefix(44)) }
             #expect(cached == plain.expand(usage: "encryption", nonce: sid(n).bytes, count: 44))
             let message: [UInt8] = Array("header bytes".utf8)
-            #expect(SessionCrypto.mac(key, sid: sid(n), message: message) == SessionCrypto.mac(plain, sid: sid(n), message: message))
+            message.withUnsafeBytes { message in
+                #expect(SessionCrypto.mac(key, sid: sid(n), message: message) == SessionCrypto.mac(plain, sid: sid(n), message: message))
+            }
             let macKey = plain.expand(usage: "authentication", nonce: sid(n).bytes, count: 32)
             var expected = [UInt8](repeating: 0, count: 32)
             var ours = [UInt8](repeating: 0, count: 32)

@@ -74,7 +74,7 @@ enum AES256GCM {
         _ plaintext: [UInt8],
         key: UnsafeRawBufferPointer,
         nonce: UnsafeRawBufferPointer,
-        additionalData: [UInt8]
+        additionalData: UnsafeRawBufferPointer
     ) -> (ciphertext: [UInt8], tag: HeaderBytes16)? {
         precondition(nonce.count == nonceSize)
         var tag = HeaderBytes16()
@@ -83,7 +83,7 @@ enum AES256GCM {
             let ciphertext = [UInt8](unsafeUninitializedCapacity: Swift.max(plaintext.count, 1)) { output, initialized in
                 var tagLength = 0
                 ok = plaintext.withUnsafeBufferPointer { input in
-                    additionalData.withUnsafeBufferPointer { ad in
+                    additionalData.withMemoryRebound(to: UInt8.self) { ad in
                         tag.withUnsafeMutableBytes { tagBuffer in
                             CCryptoBoringSSL_EVP_AEAD_CTX_seal_scatter(
                                 context,
@@ -112,14 +112,14 @@ enum AES256GCM {
         tag: HeaderBytes16,
         key: UnsafeRawBufferPointer,
         nonce: UnsafeRawBufferPointer,
-        additionalData: [UInt8]
+        additionalData: UnsafeRawBufferPointer
     ) -> [UInt8]? {
         precondition(nonce.count == nonceSize)
         let run = { (input: UnsafeBufferPointer<UInt8>) -> [UInt8]?? in
             withContext(key: key) { context in
                 var ok = false
                 let plaintext = [UInt8](unsafeUninitializedCapacity: Swift.max(input.count, 1)) { output, initialized in
-                    ok = additionalData.withUnsafeBufferPointer { ad in
+                    ok = additionalData.withMemoryRebound(to: UInt8.self) { ad in
                         tag.withUnsafeBytes { tagBuffer in
                             CCryptoBoringSSL_EVP_AEAD_CTX_open_gather(
                                 context,

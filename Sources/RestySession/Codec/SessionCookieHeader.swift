@@ -30,36 +30,36 @@ struct SessionCookieHeader: Sendable, Hashable {
     var idlingOffset: Int
     var mac: HeaderBytes16
 
-    /// The first 47 bytes (type ‖ flags ‖ sid ‖ creation ‖ rolling ‖ data size): the AAD.
-    var additionalData: [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(Self.size)  // room for macInput and bytes, which extend it
-        bytes.append(Self.cookieType)
-        Self.pack(Int(flags.rawValue), size: 2, into: &bytes)
-        sid.withUnsafeBytes { bytes.append(contentsOf: $0) }
-        Self.pack(creationTime, size: 5, into: &bytes)
-        Self.pack(rollingOffset, size: 4, into: &bytes)
-        Self.pack(dataSize, size: 3, into: &bytes)
-        return bytes
+    /// Runs `body` with the 82 header bytes, written into a buffer on the stack (the AAD is
+    /// its first 47 bytes, the MAC input its first 66: no array for either).
+    func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+        var storage: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        return try Swift.withUnsafeMutableBytes(of: &storage) { raw in
+            raw[0] = Self.cookieType
+            Self.store(Int(flags.rawValue), size: 2, at: 1, into: raw)
+            sid.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: raw[3..<35]).copyMemory(from: $0) }
+            Self.store(creationTime, size: 5, at: 35, into: raw)
+            Self.store(rollingOffset, size: 4, at: 40, into: raw)
+            Self.store(dataSize, size: 3, at: 44, into: raw)
+            tag.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: raw[47..<63]).copyMemory(from: $0) }
+            Self.store(idlingOffset, size: 3, at: 63, into: raw)
+            mac.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: raw[66..<82]).copyMemory(from: $0) }
+            return try body(UnsafeRawBufferPointer(rebasing: raw[0..<Self.size]))
+        }
     }
+
+    /// The first 47 bytes (type ‖ flags ‖ sid ‖ creation ‖ rolling ‖ data size): the AAD.
+    var additionalData: [UInt8] { withUnsafeBytes { Array($0[0..<Self.tagOffset]) } }
 
     /// The first 66 bytes: everything the MAC covers.
-    var macInput: [UInt8] {
-        var bytes = additionalData
-        tag.withUnsafeBytes { bytes.append(contentsOf: $0) }
-        Self.pack(idlingOffset, size: 3, into: &bytes)
-        return bytes
-    }
+    var macInput: [UInt8] { withUnsafeBytes { Array($0[0..<Self.macOffset]) } }
 
     /// All 82 bytes.
-    var bytes: [UInt8] {
-        var bytes = macInput
-        mac.withUnsafeBytes { bytes.append(contentsOf: $0) }
-        return bytes
-    }
+    var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 
     /// The 110-character base64url form.
-    var encoded: String { Base64URL.encode(bytes) }
+    var encoded: String { withUnsafeBytes { Base64URL.encode($0) } }
 
     init(
         flags: SessionFlags,
@@ -98,10 +98,10 @@ struct SessionCookieHeader: Sendable, Hashable {
         }
     }
 
-    static func pack(_ value: Int, size: Int, into bytes: inout [UInt8]) {
+    static func store(_ value: Int, size: Int, at offset: Int, into bytes: UnsafeMutableRawBufferPointer) {
         var value = UInt64(clamping: value)
-        for _ in 0..<size {
-            bytes.append(UInt8(truncatingIfNeeded: value))
+        for index in offset..<(offset + size) {
+            bytes[index] = UInt8(truncatingIfNeeded: value)
             value >>= 8
         }
     }

@@ -198,7 +198,7 @@ enum SessionCrypto {
     }
 
     /// The header MAC: HMAC-SHA256(HKDF(ikm, "authentication:" sid, 32), message), first 16 bytes.
-    static func mac(_ key: SessionKey, sid: SessionID, message: [UInt8]) -> HeaderBytes16 {
+    static func mac(_ key: SessionKey, sid: SessionID, message: UnsafeRawBufferPointer) -> HeaderBytes16 {
         mac(authentication(key, sid: sid), message: message)
     }
 
@@ -209,10 +209,8 @@ enum SessionCrypto {
     }
 
     /// The header MAC of `message` with a prepared MAC HMAC: the first 16 bytes.
-    static func mac(_ authentication: HMACSHA256, message: [UInt8]) -> HeaderBytes16 {
-        HeaderBytes16.filling { output in
-            message.withUnsafeBytes { authentication.authenticate($0, into: output) }
-        }
+    static func mac(_ authentication: HMACSHA256, message: UnsafeRawBufferPointer) -> HeaderBytes16 {
+        HeaderBytes16.filling { authentication.authenticate(message, into: $0) }
     }
 
     /// PBKDF2 with HMAC-SHA256 (RFC 8018 §5.2). The keyed HMAC state is computed once and
