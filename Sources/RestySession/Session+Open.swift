@@ -39,11 +39,16 @@ extension Session {
         guard let cookie = request.cookie(named: name) else { return .missingCookie }
         // read in place (the cookie's value is one native string: no copy into an array)
         let text = cookie.utf8
-        guard text.count >= SessionCookieHeader.encodedSize,
-              let headerBytes = StrictBase64URL.decode(text.prefix(SessionCookieHeader.encodedSize)),
-              headerBytes.count == SessionCookieHeader.size
-        else { return .invalidHeader }
-        guard let header = SessionCookieHeader(bytes: headerBytes) else { return .invalidCookieType }
+        guard text.count >= SessionCookieHeader.encodedSize else { return .invalidHeader }
+        let encodedHeader = text.prefix(SessionCookieHeader.encodedSize)
+        let parsed = encodedHeader.withContiguousStorageIfAvailable { SessionCookieHeader.parse(encoded: $0) }
+            ?? Array(encodedHeader).withUnsafeBufferPointer { SessionCookieHeader.parse(encoded: $0) }
+        let header: SessionCookieHeader
+        switch parsed {
+        case .success(let parsedHeader): header = parsedHeader
+        case .failure(.invalidEncoding): return .invalidHeader
+        case .failure(.invalidType): return .invalidCookieType
+        }
 
         guard header.flags.contains(.storage) == (settings.storage != nil) else { return .invalidFlags }
 

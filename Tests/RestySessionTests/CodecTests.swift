@@ -320,6 +320,36 @@ struct CodecTests {
         #expect(SessionCookieHeader(bytes: Array(header.bytes.dropLast())) == nil)
     }
 
+    @Test func headerParsesFromItsEncodedFormInPlace() throws {
+        let header = SessionCookieHeader(
+            flags: [.storage],
+            sid: SessionID((0..<32).map { UInt8(255 - $0) })!,
+            creationTime: 1_700_000_000,
+            rollingOffset: 42,
+            dataSize: 1234,
+            tag: HeaderBytes16((0..<16).map { UInt8($0 * 3) })!,
+            idlingOffset: 7,
+            mac: HeaderBytes16((0..<16).map { UInt8($0 * 5) })!
+        )
+        func parse(_ text: String) -> Result<SessionCookieHeader, SessionCookieHeader.ParseFailure> {
+            Array(text.utf8).withUnsafeBufferPointer { SessionCookieHeader.parse(encoded: $0) }
+        }
+        #expect(try parse(header.encoded).get() == header)
+        var wrongType = header.bytes
+        wrongType[0] = 2
+        #expect(throws: SessionCookieHeader.ParseFailure.invalidType) { try parse(Base64URL.encode(wrongType)).get() }
+        var notBase64 = Array(header.encoded.utf8)
+        notBase64[50] = UInt8(ascii: "=")
+        #expect(throws: SessionCookieHeader.ParseFailure.invalidEncoding) { try parse(String(decoding: notBase64, as: UTF8.self)).get() }
+        #expect(throws: SessionCookieHeader.ParseFailure.invalidEncoding) { try parse(String(header.encoded.dropLast())).get() }
+        // 110 characters whose last one carries bits past the 82nd byte
+        var looseTail = Array(header.encoded.utf8)
+        looseTail[109] = UInt8(ascii: "B")
+        if looseTail != Array(header.encoded.utf8) {
+            #expect(throws: SessionCookieHeader.ParseFailure.invalidEncoding) { try parse(String(decoding: looseTail, as: UTF8.self)).get() }
+        }
+    }
+
     @Test func chunkCountsFollowTheOriginal() {
         #expect(SessionSettings.chunkCount(nameSize: 7, dataSize: 0) == 1)
         #expect(SessionSettings.chunkCount(nameSize: 7, dataSize: 4096 - 118) == 1)

@@ -83,18 +83,41 @@ struct SessionCookieHeader: Sendable, Hashable {
 
     /// Parses 82 header bytes; `nil` if the length or the cookie type is wrong.
     init?(bytes: [UInt8]) {
+        guard let header = bytes.withUnsafeBytes({ SessionCookieHeader(raw: $0) }) else { return nil }
+        self = header
+    }
+
+    /// Parses 82 header bytes in place; `nil` if the length or the cookie type is wrong.
+    init?(raw bytes: UnsafeRawBufferPointer) {
         guard bytes.count == Self.size, bytes[0] == Self.cookieType else { return nil }
         flags = SessionFlags(rawValue: UInt16(Self.unpack(bytes, at: 1, size: 2)))
+        sid = SessionID(copying: UnsafeRawBufferPointer(rebasing: bytes[3..<35]))
         creationTime = Self.unpack(bytes, at: 35, size: 5)
         rollingOffset = Self.unpack(bytes, at: 40, size: 4)
         dataSize = Self.unpack(bytes, at: 44, size: 3)
+        tag = HeaderBytes16(copying: UnsafeRawBufferPointer(rebasing: bytes[47..<63]))
         idlingOffset = Self.unpack(bytes, at: 63, size: 3)
-        (sid, tag, mac) = bytes.withUnsafeBytes { raw in
-            (
-                SessionID(copying: UnsafeRawBufferPointer(rebasing: raw[3..<35])),
-                HeaderBytes16(copying: UnsafeRawBufferPointer(rebasing: raw[47..<63])),
-                HeaderBytes16(copying: UnsafeRawBufferPointer(rebasing: raw[66..<82]))
-            )
+        mac = HeaderBytes16(copying: UnsafeRawBufferPointer(rebasing: bytes[66..<82]))
+    }
+
+    /// Why the first 110 characters of a cookie are not a header.
+    enum ParseFailure: Error {
+        /// Not 110 characters of strict base64url.
+        case invalidEncoding
+        /// Not a cookie of type 1.
+        case invalidType
+    }
+
+    /// Decodes and parses the 110-character base64url form (no array on the way).
+    static func parse(encoded text: UnsafeBufferPointer<UInt8>) -> Result<SessionCookieHeader, ParseFailure> {
+        guard text.count == encodedSize else { return .failure(.invalidEncoding) }
+        var storage: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &storage) { raw in
+            let bytes = UnsafeMutableRawBufferPointer(rebasing: raw[0..<size])
+            guard StrictBase64URL.decode(buffer: text, into: bytes) else { return .failure(.invalidEncoding) }
+            guard let header = SessionCookieHeader(raw: UnsafeRawBufferPointer(bytes)) else { return .failure(.invalidType) }
+            return .success(header)
         }
     }
 
@@ -106,7 +129,7 @@ struct SessionCookieHeader: Sendable, Hashable {
         }
     }
 
-    static func unpack(_ bytes: [UInt8], at offset: Int, size: Int) -> Int {
+    static func unpack(_ bytes: UnsafeRawBufferPointer, at offset: Int, size: Int) -> Int {
         var value = 0
         for index in 0..<size { value |= Int(bytes[offset + index]) << (8 * index) }
         return value
