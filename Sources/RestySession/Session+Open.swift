@@ -93,8 +93,8 @@ extension Session {
 
         // The payload: from the store, or from the cookie and its chunks.
         let ciphertext: [UInt8]
-        var initialChunk: String?
-        var storedCiphertext: String?
+        var initialChunk: Substring?
+        var storedCiphertext: Substring?
         var storedInfo: [String: [String: SessionValue]]?
         if let storage = settings.storage {
             let storageKey = settings.storageKey(sid: header.sid)
@@ -105,13 +105,27 @@ extension Session {
                 throw SessionError(.storageFailed, message: "unable to load the session", underlying: error)
             }
             guard let stored else { return .notInStorage }
-            guard case .array(let parts)? = SessionJSON.decode(stored.utf8),
-                  (1...2).contains(parts.count),
-                  case .string(let encodedCiphertext) = parts[0]
-            else { return .invalidStoredValue }
-            if parts.count == 2 {
-                guard case .string(let encodedInfo) = parts[1],
-                      let infoJSON = StrictBase64URL.decode(encodedInfo.utf8),
+            let encodedCiphertext: Substring
+            let encodedInfo: Substring?
+            if let (payload, info) = Self.storedParts(stored) {
+                // what this library and lua-resty-session write: no JSON parser, no copies
+                encodedCiphertext = stored[payload]
+                encodedInfo = info.map { stored[$0] }
+            } else {
+                guard case .array(let parts)? = SessionJSON.decode(stored.utf8),
+                      (1...2).contains(parts.count),
+                      case .string(let payload) = parts[0]
+                else { return .invalidStoredValue }
+                encodedCiphertext = Substring(payload)
+                if parts.count == 2 {
+                    guard case .string(let info) = parts[1] else { return .invalidStoredValue }
+                    encodedInfo = Substring(info)
+                } else {
+                    encodedInfo = nil
+                }
+            }
+            if let encodedInfo {
+                guard let infoJSON = StrictBase64URL.decode(encodedInfo.utf8),
                       let info = Self.decodeInfo(infoJSON)
                 else { return .invalidStoredValue }
                 storedInfo = info
@@ -126,7 +140,7 @@ extension Session {
                 return .invalidDataSize
             }
             let first = text.dropFirst(SessionCookieHeader.encodedSize)
-            initialChunk = String(decoding: first, as: UTF8.self)
+            initialChunk = Substring(first)
             let decoded: [UInt8]?
             if chunks == 1 {
                 decoded = first.count == header.dataSize ? StrictBase64URL.decode(first) : nil
@@ -260,5 +274,32 @@ extension Session {
                 }
             )
         )
+    }
+
+    /// The ranges of the strings of a stored value `["<base64url>"]` or
+    /// `["<base64url>","<base64url>"]`, exactly (no whitespace, no escapes: base64url needs
+    /// none); `nil` for any other text, which the JSON parser then reads.
+    static func storedParts(_ stored: String) -> (payload: Range<String.Index>, info: Range<String.Index>?)? {
+        let utf8 = stored.utf8
+        let offsets: (Int, Int, Int, Int)?? = utf8.withContiguousStorageIfAvailable { bytes in
+            // [ " run " ] or [ " run " , " run " ]
+            func run(from start: Int) -> Int {
+                var index = start
+                while index < bytes.count, StrictBase64URL.isAlphabet(bytes[index]) { index += 1 }
+                return index
+            }
+            let count = bytes.count
+            guard count >= 4, bytes[0] == UInt8(ascii: "["), bytes[1] == UInt8(ascii: "\"") else { return nil }
+            let end1 = run(from: 2)
+            guard end1 < count, bytes[end1] == UInt8(ascii: "\"") else { return nil }
+            if end1 + 2 == count, bytes[end1 + 1] == UInt8(ascii: "]") { return (2, end1, -1, -1) }
+            guard end1 + 3 < count, bytes[end1 + 1] == UInt8(ascii: ","), bytes[end1 + 2] == UInt8(ascii: "\"") else { return nil }
+            let end2 = run(from: end1 + 3)
+            guard end2 + 2 == count, bytes[end2] == UInt8(ascii: "\""), bytes[end2 + 1] == UInt8(ascii: "]") else { return nil }
+            return (2, end1, end1 + 3, end2)
+        }
+        guard case .some(.some(let (start1, end1, start2, end2))) = offsets else { return nil }
+        func index(_ offset: Int) -> String.Index { utf8.index(utf8.startIndex, offsetBy: offset) }
+        return (index(start1)..<index(end1), start2 < 0 ? nil : index(start2)..<index(end2))
     }
 }

@@ -89,19 +89,19 @@ extension Session {
         }
 
         var cookies: [(name: String, value: String)] = []
-        var initialChunk: String?
-        var storedCiphertext: String?
+        var initialChunk: Substring?
+        var storedCiphertext: Substring?
         if storage != nil {
-            storedCiphertext = payload
+            storedCiphertext = Substring(payload)
             cookies.append((name, Self.cookieValue(name, headerText, "", attributes)))
         } else if chunks == 1 {
-            initialChunk = payload
+            initialChunk = Substring(payload)
             cookies.append((name, Self.cookieValue(name, headerText, payload, attributes)))
         } else {
             let characters = Array(payload.utf8)
             let firstSize = SessionSettings.maximumCookieSize - SessionCookieHeader.encodedSize - nameSize - 1
             let first = String(decoding: characters.prefix(firstSize), as: UTF8.self)
-            initialChunk = first
+            initialChunk = Substring(first)
             cookies.append((name, "\(name)=\(headerText)\(first)\(attributes)"))
             var offset = min(firstSize, characters.count)
             let chunkSize = SessionSettings.maximumCookieSize - nameSize - 2
@@ -115,9 +115,7 @@ extension Session {
         }
 
         if let storage {
-            var parts: [SessionValue] = [.string(payload)]
-            if let info = encodedInfo() { parts.append(.string(info)) }
-            let value = String(decoding: SessionJSON.encode(.array(parts)), as: UTF8.self)
+            let value = Self.storedValue(ciphertext: Substring(payload), info: encodedInfo())
             let oldKey = previous.map { settings.storageKey(sid: $0.header.sid) }
             let ttl = settings.storeTTL(remember: remember, currentTime: now, creationTime: creationTime, rollingOffset: rollingOffset)
             do {
@@ -177,6 +175,21 @@ extension Session {
         value += header
         value += payload
         value += attributes
+        return value
+    }
+
+    /// The stored value, `["<payload>"]` or `["<payload>","<info>"]` (lua-resty-session's JSON
+    /// array), written in one allocation: both are base64url, which JSON never escapes.
+    static func storedValue(ciphertext: Substring, info: String?) -> String {
+        var value = ""
+        value.reserveCapacity(ciphertext.utf8.count + (info.map { $0.utf8.count + 3 } ?? 0) + 4)
+        value += "[\""
+        value += ciphertext
+        if let info {
+            value += "\",\""
+            value += info
+        }
+        value += "\"]"
         return value
     }
 }

@@ -41,10 +41,11 @@ public struct Session: Sendable {
         var timestamp: Int
         var header: SessionCookieHeader
         var key: SessionKey
-        /// Cookie storage: the payload characters carried by the first cookie.
-        var initialChunk: String?
-        /// Storage backend: the base64url payload kept in the store.
-        var ciphertext: String?
+        /// Cookie storage: the payload characters carried by the first cookie (a view of the
+        /// cookie's or the written value's text: no copy).
+        var initialChunk: Substring?
+        /// Storage backend: the base64url payload kept in the store (a view of the stored value).
+        var ciphertext: Substring?
     }
 
     /// The session's fields, kept in one copy-on-write box (``Box``): a `Session` is passed and
@@ -545,7 +546,7 @@ public struct Session: Sendable {
               let ciphertext = meta.ciphertext
         else { return }
         let now = settings.clock.now()
-        let value = SessionJSON.encode(.array([.string(ciphertext), .string(info)]))
+        let value = Self.storedValue(ciphertext: ciphertext, info: info)
         let ttl = settings.storeTTL(
             remember: remember,
             currentTime: now,
@@ -556,7 +557,7 @@ public struct Session: Sendable {
             try await storage.set(
                 name: remember ? settings.rememberCookieName : settings.cookieName,
                 key: settings.storageKey(sid: meta.header.sid),
-                value: String(decoding: value, as: UTF8.self),
+                value: value,
                 ttl: ttl,
                 currentTime: now,
                 staleTTL: settings.staleTTL,

@@ -350,6 +350,36 @@ struct CodecTests {
         }
     }
 
+    @Test func storedValuesSplitWithoutTheParserOnlyInTheirExactForm() {
+        func parts(_ text: String) -> [String]? {
+            Session.storedParts(text).map { found in [String(text[found.payload])] + (found.info.map { [String(text[$0])] } ?? []) }
+        }
+        #expect(parts(#"["abc"]"#) == ["abc"])
+        #expect(parts(#"["aZ09-_","de_-"]"#) == ["aZ09-_", "de_-"])
+        #expect(parts(#"[""]"#) == [""])
+        // anything else goes to the JSON parser, which reads the same strings where it can
+        for other in [#"[ "abc"]"#, #"["abc" ]"#, #"["a\u0062c"]"#, #"["abc",1]"#, #"["abc""#, #"["abc"]x"#, #"["abc","d","e"]"#,
+                      #"["a/c"]"#, #"["abc" , "de"]"#, "", "[", #"[""#, #"{"a":"b"}"#] {
+            #expect(parts(other) == nil, "\(other)")
+        }
+        // where the fast path answers, the parser agrees
+        var rng = SplitMix64(seed: 99)
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        for _ in 0..<200 {
+            let first = String(decoding: (0..<Int(rng.next() % 40)).map { _ in alphabet[Int(rng.next() % 64)] }, as: UTF8.self)
+            let second = String(decoding: (0..<Int(rng.next() % 40)).map { _ in alphabet[Int(rng.next() % 64)] }, as: UTF8.self)
+            for text in ["[\"\(first)\"]", "[\"\(first)\",\"\(second)\"]"] {
+                guard case .array(let values)? = SessionJSON.decode(text.utf8) else {
+                    Issue.record("not JSON: \(text)")
+                    continue
+                }
+                let strings = values.compactMap { value -> String? in if case .string(let string) = value { string } else { nil } }
+                #expect(parts(text) == strings)
+                #expect(Session.storedValue(ciphertext: Substring(first), info: strings.count == 2 ? second : nil) == text)
+            }
+        }
+    }
+
     @Test func chunkCountsFollowTheOriginal() {
         #expect(SessionSettings.chunkCount(nameSize: 7, dataSize: 0) == 1)
         #expect(SessionSettings.chunkCount(nameSize: 7, dataSize: 4096 - 118) == 1)

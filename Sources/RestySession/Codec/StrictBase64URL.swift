@@ -17,6 +17,11 @@ enum StrictBase64URL {
         return Array(text).withUnsafeBufferPointer { decode(buffer: $0) }
     }
 
+    /// Whether `byte` is one of the 64 characters.
+    static func isAlphabet(_ byte: UInt8) -> Bool {
+        reverse.withUnsafeBufferPointer { $0[Int(byte)] != 0xFF }
+    }
+
     /// The number of bytes `count` characters decode to; `nil` for an impossible length.
     static func decodedCount(_ count: Int) -> Int? {
         let remainder = count % 4
