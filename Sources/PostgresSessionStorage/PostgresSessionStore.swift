@@ -65,7 +65,6 @@ public final class PostgresSessionStore: SessionStore, Service {
             sessions: try SQLTableName(configuration.tableName),
             meta: try SQLTableName(configuration.tableNameMeta)
         )
-        experimentGetSQL = statements.get
         var logger = logger
         if let name = configuration.pool {
             logger[metadataKey: LoggingKeys.pool] = .string(name)

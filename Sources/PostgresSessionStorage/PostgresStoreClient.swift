@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import _ConnectionPoolModule
 import _PoolLease
 import Logging
@@ -322,52 +319,19 @@ final class StoreConnection: PooledConnection, @unchecked Sendable {
     }
 }
 
-/// EXPERIMENT: which postgres-nio API runs the statements (PGSTMT_MODE=legacy|modern|query).
-enum ExperimentMode {
-    static let value: Int = {
-        guard let raw = getenv("PGSTMT_MODE") else { return 0 }
-        switch String(cString: raw) {
-        case "modern": return 1
-        case "query": return 2
-        default: return 0
-        }
-    }()
-}
-
-/// EXPERIMENT: the get statement's SQL, set once at store init.
-nonisolated(unsafe) var experimentGetSQL = ""
-
-struct ExperimentStatement: PostgresPreparedStatement {
-    static var name: String { "swift-resty-session-exp-get" }
-    static var sql: String { experimentGetSQL }
-    typealias Row = PostgresRow
-    var bindings: PostgresBindings
-    func makeBindings() throws -> PostgresBindings { bindings }
-    func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
-}
-
 /// A statement's parameters, in the wire form of the prepared statement API.
 struct StatementBinds: Sendable {
     private(set) var values: [PostgresData] = []
-    private(set) var bindings = PostgresBindings()
 
     init(capacity: Int) {
-        if ExperimentMode.value == 0 {
-            values.reserveCapacity(capacity)
-        } else {
-            bindings = PostgresBindings(capacity: capacity)
-        }
+        values.reserveCapacity(capacity)
     }
 
     /// Appends a value in its binary form.
-    mutating func append<Value: PostgresNonThrowingEncodable & PostgresDynamicTypeEncodable>(_ value: Value) {
-        if ExperimentMode.value == 0 {
-            var buffer = ByteBuffer()
-            value.encode(into: &buffer, context: .default)
-            values.append(PostgresData(type: Value.psqlType, formatCode: Value.psqlFormat, value: buffer))
-        } else {
-            bindings.append(value)
-        }
+    mutating func append<Value: PostgresNonThrowingEncodable>(_ value: Value) {
+        var buffer = ByteBuffer()
+        value.encode(into: &buffer, context: .default)
+        values.append(PostgresData(type: Value.psqlType, formatCode: Value.psqlFormat, value: buffer))
     }
 }
 
@@ -399,22 +363,6 @@ struct LeasedConnection: Sendable {
     /// Runs `sql` as a prepared statement of this connection with `binds`; returns its rows.
     func execute(prepared sql: String, _ binds: StatementBinds) async throws -> [PostgresRow] {
         let connection = self.connection
-        if ExperimentMode.value == 1, sql == experimentGetSQL {
-            var rows: [PostgresRow] = []
-            do {
-                let sequence = try await postgres.execute(ExperimentStatement(bindings: binds.bindings), logger: logger)
-                for try await row in sequence { rows.append(row) }
-            } catch {
-                throw PostgresErrorMapping.map(error, phase: .query, closed: postgres.isClosed)
-            }
-            return rows
-        }
-        if ExperimentMode.value != 0 {
-            let postgres = self.postgres
-            let logger = self.logger
-            let query = PostgresQuery(unsafeSQL: sql, binds: binds.bindings)
-            return try await run { postgres.query(query, logger: logger).map { $0.rows } }
-        }
         let values = binds.values
         return try await run { connection.execute(sql, values) }
     }
