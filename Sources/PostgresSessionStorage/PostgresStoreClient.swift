@@ -70,6 +70,7 @@ final class PostgresStoreClient: Sendable {
         let waiters = PoolLeaseWaiters<StoreConnection>()
         let connectFailures = ConnectFailures()
         let leases = RecentLeases()
+        let placement = EventLoopPlacement(eventLoopGroup)
         self.waiters = waiters
         self.connectFailures = connectFailures
         self.leases = leases
@@ -88,11 +89,14 @@ final class PostgresStoreClient: Sendable {
             observabilityDelegate: NoOpConnectionPoolMetrics(connectionIDType: Int.self),
             clock: ContinuousClock()
         ) { id, pool in
+            let (slot, eventLoop) = placement.take()
             do {
                 let connection = try await PostgresConnection.connect(
-                    on: eventLoopGroup.next(), configuration: configuration, id: id, logger: logger)
+                    on: eventLoop, configuration: configuration, id: id, logger: logger)
+                connection.closeFuture.whenComplete { _ in placement.release(slot) }
                 return ConnectionAndMetadata(connection: StoreConnection(connection), maximalStreamsOnConnection: 1)
             } catch {
+                placement.release(slot)
                 let mapped = PostgresErrorMapping.map(error, phase: .connect)
                 connectFailures.record(mapped)
                 // Waiting will not cure it, and no lease succeeds lately (the pool is not merely
@@ -202,19 +206,41 @@ final class PostgresStoreClient: Sendable {
     }
 }
 
-/// A pooled PostgreSQL connection, the statements prepared on it and the deadline of the
-/// statement in flight.
+/// A pooled PostgreSQL connection, the statements prepared on it and the statement in flight.
 ///
 /// Its mutable state is only read and written on the connection's event loop (every statement
 /// of ``LeasedConnection`` is started there), hence `@unchecked Sendable`.
+///
+/// A statement's result reaches its caller with as little work per statement as postgres-nio's
+/// public API allows: the rows are collected here (one statement at a time per connection) by
+/// the row callback of `PreparedQuery.execute(_:_:)`, and the statement's one completion
+/// callback resumes the caller, retries a stale statement or maps the error; the deadline is
+/// one timer per connection that resumes the same continuation. No future is chained on top of
+/// postgres-nio's own.
 final class StoreConnection: PooledConnection, @unchecked Sendable {
+    /// A statement to run.
+    enum Statement: Sendable {
+        /// SQL prepared once per connection (a named statement), with its parameters.
+        case prepared(String, [PostgresData])
+        /// A one-off statement (unnamed; migrations).
+        case query(PostgresQuery, Logger)
+    }
+
+    /// The statement in flight: its number, deadline and caller.
+    private struct Pending {
+        var id: UInt64
+        var deadline: NIODeadline
+        var continuation: UnsafeContinuation<[PostgresRow], any Error>
+    }
+
     /// The postgres-nio connection.
     let postgres: PostgresConnection
     /// SQL text → the statement prepared for it on this connection. Event loop only.
     private var statements: [String: PreparedQuery] = [:]
-    /// The statement in flight (one at a time: the lease holder's): its number, deadline and
-    /// what to do when the deadline passes first. Event loop only.
-    private var pending: (id: UInt64, deadline: NIODeadline, expire: () -> Void)?
+    /// The statement in flight (one at a time: the lease holder's). Event loop only.
+    private var pending: Pending?
+    /// The rows the statement in flight returned so far. Event loop only.
+    private var rows: [PostgresRow] = []
     private var statementCount: UInt64 = 0
     /// One timer per connection, not per statement: when it fires it expires the statement in
     /// flight if its deadline passed, or re-arms for that statement's deadline. Event loop only.
@@ -226,41 +252,6 @@ final class StoreConnection: PooledConnection, @unchecked Sendable {
         postgres.closeFuture.whenComplete { _ in
             self.watchdog?.cancel()
             self.watchdog = nil
-        }
-    }
-
-    /// Starts watching the deadline of a statement about to be written (event loop only);
-    /// `expire` runs if the deadline passes before ``statementEnded(_:)``. Returns the
-    /// statement's number.
-    func statementStarted(deadline: NIODeadline, expire: @escaping () -> Void) -> UInt64 {
-        statementCount &+= 1
-        pending = (statementCount, deadline, expire)
-        if watchdog == nil || watchdogAt > deadline {
-            watchdog?.cancel()
-            armWatchdog(at: deadline)
-        }
-        return statementCount
-    }
-
-    /// Ends statement `id` (event loop only); `false` when its deadline expired it already.
-    func statementEnded(_ id: UInt64) -> Bool {
-        guard pending?.id == id else { return false }
-        pending = nil
-        return true
-    }
-
-    private func armWatchdog(at deadline: NIODeadline) {
-        watchdogAt = deadline
-        watchdog = postgres.eventLoop.scheduleTask(deadline: deadline) {
-            self.watchdog = nil
-            self.watchdogAt = .distantFuture
-            guard let pending = self.pending else { return }
-            if pending.deadline <= .now() {
-                self.pending = nil
-                pending.expire()
-            } else {
-                self.armWatchdog(at: pending.deadline)
-            }
         }
     }
 
@@ -280,31 +271,98 @@ final class StoreConnection: PooledConnection, @unchecked Sendable {
         return statements.count
     }
 
-    /// Runs `sql` as a statement prepared on this connection (preparing it on first use) with
-    /// `binds`, collecting its rows. Must be called on the connection's event loop.
+    /// Runs `statement` and resumes `continuation` with its rows, or with an error when it
+    /// fails or `deadline` passes first (which also closes the connection, as its state is then
+    /// unknown). Must be called on the connection's event loop.
+    ///
+    /// The statement is written only after checking here that the connection is open:
+    /// postgres-nio 1.33.2 writes a request with no write promise, so on a channel that has
+    /// already closed the write is dropped and the request's own promise never completes. On
+    /// its own event loop a write goes through the pipeline at once, and while the channel is
+    /// active its handlers are all in place, so the request reaches postgres-nio's handler,
+    /// which answers it even if the connection closes next.
+    func start(_ statement: Statement, deadline: NIODeadline, continuation: UnsafeContinuation<[PostgresRow], any Error>) {
+        postgres.eventLoop.preconditionInEventLoop()
+        guard !postgres.isClosed else {
+            continuation.resume(throwing: PostgresErrorMapping.error(
+                .connectionClosed, "the connection closed before the statement was sent"))
+            return
+        }
+        statementCount &+= 1
+        pending = Pending(id: statementCount, deadline: deadline, continuation: continuation)
+        if watchdog == nil || watchdogAt > deadline {
+            watchdog?.cancel()
+            armWatchdog(at: deadline)
+        }
+        send(statement, id: statementCount, retry: true)
+    }
+
+    /// Writes `statement` (preparing it first on this connection's first use of its SQL).
     ///
     /// A statement the server no longer knows (`DEALLOCATE`, a pooler's `DISCARD ALL`: SQLSTATE
     /// 26000) or whose plan no longer fits (a changed table: 0A000 "cached plan must not change
-    /// result type") is prepared again and run once more; nothing ran the first time, as the
-    /// server refuses it before executing.
-    func execute(_ sql: String, _ binds: [PostgresData], retry: Bool = true) -> EventLoopFuture<[PostgresRow]> {
-        postgres.eventLoop.preconditionInEventLoop()
-        let result: EventLoopFuture<[PostgresRow]>
-        if let statement = statements[sql] {
-            result = statement.execute(binds)
-        } else {
-            result = postgres.prepare(query: sql).flatMap { statement in
-                self.statements[sql] = statement
-                return statement.execute(binds)
+    /// result type") is prepared again and run once more (`retry`); nothing ran the first
+    /// time, as the server refuses it before executing.
+    private func send(_ statement: Statement, id: UInt64, retry: Bool) {
+        rows.removeAll(keepingCapacity: true)
+        let done: EventLoopFuture<Void>
+        switch statement {
+        case .prepared(let sql, let binds):
+            if let prepared = statements[sql] {
+                done = prepared.execute(binds) { self.rows.append($0) }
+            } else {
+                done = postgres.prepare(query: sql).flatMap { prepared in
+                    self.statements[sql] = prepared
+                    return prepared.execute(binds) { self.rows.append($0) }
+                }
             }
+        case .query(let query, let logger):
+            done = postgres.query(query, logger: logger) { self.rows.append($0) }.map { _ in }
         }
-        guard retry else { return result }
-        return result.flatMapError { error in
-            guard Self.isStale(error), !self.postgres.isClosed else {
-                return self.postgres.eventLoop.makeFailedFuture(error)
+        done.whenComplete { result in
+            self.finished(statement, id: id, retry: retry, result)
+        }
+    }
+
+    private func finished(_ statement: Statement, id: UInt64, retry: Bool, _ result: Result<Void, any Error>) {
+        // The deadline ended this statement already.
+        guard let pending, pending.id == id else { return }
+        switch result {
+        case .success:
+            self.pending = nil
+            let rows = self.rows
+            self.rows = []
+            pending.continuation.resume(returning: rows)
+        case .failure(let error):
+            if retry, case .prepared(let sql, _) = statement, Self.isStale(error), !postgres.isClosed {
+                statements[sql] = nil
+                send(statement, id: id, retry: false)
+                return
             }
-            self.statements[sql] = nil
-            return self.execute(sql, binds, retry: false)
+            self.pending = nil
+            self.rows = []
+            pending.continuation.resume(throwing: PostgresErrorMapping.map(error, phase: .query, closed: postgres.isClosed))
+        }
+    }
+
+    private func armWatchdog(at deadline: NIODeadline) {
+        watchdogAt = deadline
+        watchdog = postgres.eventLoop.scheduleTask(deadline: deadline) {
+            self.watchdog = nil
+            self.watchdogAt = .distantFuture
+            guard let pending = self.pending else { return }
+            guard pending.deadline <= .now() else {
+                self.armWatchdog(at: pending.deadline)
+                return
+            }
+            self.pending = nil
+            // Fail only once the channel is closed, so the pool has dropped the connection
+            // before the lease is handed back.
+            let _: EventLoopFuture<Void> = self.postgres.close()
+            self.postgres.closeFuture.whenComplete { _ in
+                pending.continuation.resume(throwing: PostgresErrorMapping.error(
+                    .timeout, "the statement did not complete within the send and read timeouts; the connection was closed"))
+            }
         }
     }
 
@@ -338,14 +396,9 @@ struct StatementBinds: Sendable {
 /// A connection leased for one operation, whose statements all finish by `deadline`.
 ///
 /// Every statement returns on the first of: its result, the deadline (which also closes the
-/// connection, as its state is then unknown). postgres-nio 1.33.2 writes a request with no
-/// write promise: on a connection whose channel has already closed (the server went away
-/// between the lease and the write), the write is dropped by the channel and the request's own
-/// promise is never completed, so awaiting it alone never returns. Statements are therefore
-/// written only from the connection's event loop, after checking there that the channel is
-/// still active: on its own event loop a write goes through the pipeline at once, and while the
-/// channel is active its handlers are all in place, so the request reaches postgres-nio's
-/// handler, which answers it even if the connection closes next.
+/// connection). Statements are started on the connection's event loop (see
+/// ``StoreConnection/start(_:deadline:continuation:)``), at once when the caller already runs
+/// there.
 struct LeasedConnection: Sendable {
     let connection: StoreConnection
     let deadline: NIODeadline
@@ -362,72 +415,69 @@ struct LeasedConnection: Sendable {
 
     /// Runs `sql` as a prepared statement of this connection with `binds`; returns its rows.
     func execute(prepared sql: String, _ binds: StatementBinds) async throws -> [PostgresRow] {
-        let connection = self.connection
-        let values = binds.values
-        return try await run { connection.execute(sql, values) }
+        try await run(.prepared(sql, binds.values))
     }
 
-    /// Runs `query` unprepared (one-off statements: migrations) and collects its rows.
-    func query(_ query: PostgresQuery) async throws -> PostgresQueryResult {
-        let postgres = self.postgres
-        let logger = self.logger
-        return try await run { postgres.query(query, logger: logger) }
+    /// Runs `query` unprepared (one-off statements: migrations) and returns its rows.
+    @discardableResult
+    func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await run(.query(query, logger))
     }
 
     /// Runs `query` unprepared and ignores its rows.
     func execute(_ query: PostgresQuery) async throws {
-        _ = try await self.query(query)
+        try await self.query(query)
     }
 
-    /// Starts `start` on the connection's event loop once the channel is known to be active,
-    /// and returns its result, or fails at the deadline (closing the connection).
-    private func run<Value: Sendable>(_ start: @escaping @Sendable () -> EventLoopFuture<Value>) async throws -> Value {
+    private func run(_ statement: StoreConnection.Statement) async throws -> [PostgresRow] {
         let connection = self.connection
-        let postgres = self.postgres
-        let eventLoop = postgres.eventLoop
         let deadline = self.deadline
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
-            // Started at once when the caller already runs on the connection's event loop.
-            eventLoop.executeOrRun {
-                guard !postgres.isClosed else {
-                    continuation.resume(throwing: PostgresErrorMapping.error(
-                        .connectionClosed, "the connection closed before the statement was sent"))
-                    return
-                }
-                // The deadline and the result both run on this event loop: the first one ends
-                // the statement.
-                let id = connection.statementStarted(deadline: deadline) {
-                    // Fail only once the channel is closed, so the pool has dropped the
-                    // connection before the lease is handed back.
-                    let _: EventLoopFuture<Void> = postgres.close()
-                    postgres.closeFuture.whenComplete { _ in
-                        continuation.resume(throwing: PostgresErrorMapping.error(
-                            .timeout, "the statement did not complete within the send and read timeouts; the connection was closed"))
-                    }
-                }
-                start().whenComplete { result in
-                    guard connection.statementEnded(id) else { return }
-                    switch result {
-                    case .success(let value):
-                        continuation.resume(returning: value)
-                    case .failure(let error):
-                        continuation.resume(throwing: PostgresErrorMapping.map(error, phase: .query, closed: postgres.isClosed))
-                    }
+        return try await withUnsafeThrowingContinuation { continuation in
+            let eventLoop = connection.postgres.eventLoop
+            if eventLoop.inEventLoop {
+                connection.start(statement, deadline: deadline, continuation: continuation)
+            } else {
+                eventLoop.execute {
+                    connection.start(statement, deadline: deadline, continuation: continuation)
                 }
             }
         }
     }
 }
 
-extension EventLoop {
-    /// Runs `work` now when called on this event loop, else enqueues it there.
-    fileprivate func executeOrRun(_ work: @escaping @Sendable () -> Void) {
-        if inEventLoop {
-            work()
-        } else {
-            execute(work)
-        }
+/// Which event loop a new connection runs on: the one with the fewest of the pool's open
+/// connections. (`EventLoopGroup.next()` alone can pile them all on one loop: other calls of
+/// `next()`/`any()` between two connection attempts, e.g. the lease timers, shift its
+/// round-robin, and one event loop then carries every connection's I/O.)
+final class EventLoopPlacement: Sendable {
+    private let eventLoops: [any EventLoop]
+    private let counts: Mutex<[Int]>
+
+    init(_ group: any EventLoopGroup) {
+        let eventLoops = Array(group.makeIterator())
+        self.eventLoops = eventLoops.isEmpty ? [group.next()] : eventLoops
+        self.counts = Mutex(Array(repeating: 0, count: self.eventLoops.count))
     }
+
+    /// The least used event loop, counted as used until ``release(_:)`` of `slot`.
+    func take() -> (slot: Int, eventLoop: any EventLoop) {
+        let slot = counts.withLock { counts in
+            var best = 0
+            for index in counts.indices where counts[index] < counts[best] {
+                best = index
+            }
+            counts[best] += 1
+            return best
+        }
+        return (slot, eventLoops[slot])
+    }
+
+    func release(_ slot: Int) {
+        counts.withLock { $0[slot] -= 1 }
+    }
+
+    /// How many connections each event loop carries (for tests).
+    var load: [Int] { counts.withLock { $0 } }
 }
 
 /// When a lease last succeeded: while leases keep succeeding, a failed connection attempt

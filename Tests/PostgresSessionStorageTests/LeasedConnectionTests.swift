@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import PostgresNIO
 @testable import PostgresSessionStorage
 import SessionStorage
@@ -181,5 +182,24 @@ struct PostgresLeasedConnectionTests {
             try await store.set(name: "session", key: key, value: "v2", ttl: 600, currentTime: 1000)
             #expect(try await store.get(name: "session", key: key, currentTime: 1000) == "v2")
         }
+    }
+
+    @Test("new connections go to the event loop with the fewest open connections of the pool")
+    func placement() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
+        let placement = EventLoopPlacement(group)
+        let taken = (0..<6).map { _ in placement.take() }
+        #expect(placement.load == [2, 2, 2])
+        #expect(Set(taken.map { ObjectIdentifier($0.eventLoop) }).count == 3)
+        #expect(taken.map(\.slot) == [0, 1, 2, 0, 1, 2])
+        #expect(taken[0].eventLoop === taken[3].eventLoop)
+        // Connections closed on two loops: the next ones fill those first.
+        placement.release(taken[1].slot)
+        placement.release(taken[1].slot)
+        placement.release(taken[2].slot)
+        #expect(placement.load == [2, 0, 1])
+        #expect([placement.take().slot, placement.take().slot, placement.take().slot].sorted() == [1, 1, 2])
+        #expect(placement.load == [2, 2, 2])
+        try await group.shutdownGracefully()
     }
 }
