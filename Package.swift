@@ -186,10 +186,12 @@ let package = Package(
         ),
 
         // MARK: session core
+        .target(name: "CRestySessionShims"),
         .target(
             name: "RestySession",
             dependencies: [
                 "SessionStorage",
+                "CRestySessionShims",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],

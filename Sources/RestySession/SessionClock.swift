@@ -5,7 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import CCryptoBoringSSL
+import CRestySessionShims
 
 /// Where the session core reads the time: Unix seconds. Inject a fixed or stepping clock in
 /// tests; every timeout, creation time and storage TTL comes from it.
@@ -46,15 +46,24 @@ public struct SessionRandom: Sendable {
         return bytes
     }
 
-    /// A cryptographically secure generator: BoringSSL's `RAND_bytes` (the library under
-    /// swift-crypto), as lua-resty-session takes its ids from OpenSSL's `RAND_bytes`. It is a
-    /// per-thread CTR-DRBG seeded and reseeded from the kernel (`getrandom(2)`), safe across
-    /// `fork`, so a session id costs no system call (one `getrandom` per save cost about a
-    /// microsecond).
+    /// The system's cryptographically secure generator: one `getrandom(2)` call for all the
+    /// bytes on Linux (the kernel's CSPRNG, never blocking once seeded), `arc4random_buf` on
+    /// Darwin.
     public static let system = SessionRandom { count in
         [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            if count > 0 { CCryptoBoringSSL_RAND_bytes(buffer.baseAddress, count) }  // aborts rather than fail
+            systemRandom(buffer)
             initialized = count
         }
+    }
+}
+
+/// Fills `buffer` from the system's CSPRNG: one `getrandom(2)` call on Linux.
+func systemRandom(_ buffer: UnsafeMutableBufferPointer<UInt8>) {
+    guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+    if c_resty_session_random(base, buffer.count) != 0 {
+        // no getrandom (Linux < 3.17): the standard library's generator, which traps if it
+        // cannot read the kernel's randomness either
+        var generator = SystemRandomNumberGenerator()
+        for index in buffer.indices { buffer[index] = generator.next() }
     }
 }
