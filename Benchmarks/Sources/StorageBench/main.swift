@@ -322,6 +322,12 @@ func runLoad<Target: BenchTarget>(_ target: Target, seconds: Double, record: Boo
 }
 
 if options.warmup > 0 { _ = await runLoad(target, seconds: options.warmup, record: false) }
+/// The process's context switches so far (voluntary + involuntary, every thread).
+func contextSwitches() -> Int {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return usage.ru_nvcsw + usage.ru_nivcsw
+}
 func cpuSeconds() -> Double {
     var usage = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
@@ -331,10 +337,12 @@ func cpuSeconds() -> Double {
 let server = options.serverPID.map(ServerCPU.init)
 let serverStart = server?.sample()
 let cpuStart = cpuSeconds()
+let switchesStart = contextSwitches()
 let started = ContinuousClock.now
 let results = await runLoad(target, seconds: options.seconds, record: true)
 let elapsed = started.duration(to: .now)
 let cpuUsed = cpuSeconds() - cpuStart
+let switches = contextSwitches() - switchesStart
 let serverEnd = server?.sample()
 var merged = TaskResult()
 for result in results {
@@ -355,7 +363,8 @@ if let serverStart, let serverEnd {
     let nanos = (serverEnd.seconds - serverStart.seconds) * 1e9 / Double(max(merged.operations, 1))
     serverText = " server_cpu_ns_per_op=\(Int(nanos)) server_children=\(serverEnd.children)"
 }
-let cpuText = "cpu_ns_per_op=\(Int(cpuUsed * 1e9 / Double(max(merged.operations, 1))))"
+let cpuText = "cpu_ns_per_op=\(Int(cpuUsed * 1e9 / Double(max(merged.operations, 1)))) "
+    + "ctxsw_per_op=\(String(format: "%.2f", Double(switches) / Double(max(merged.operations, 1))))"
 print(
     "RESULT label=\(label) backend=\(options.backend) tasks=\(options.tasks) ops=\(merged.operations) "
         + "seconds=\(String(format: "%.2f", seconds)) ops_per_sec=\(Int(opsPerSecond)) "
