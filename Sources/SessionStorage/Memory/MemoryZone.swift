@@ -5,11 +5,13 @@ import Synchronization
 ///
 /// Every ``MemorySessionStore`` in the process that names the same zone shares it
 /// (``named(_:capacity:)``). The zone holds at most `capacity` bytes (keys, values and a fixed
-/// per-entry overhead) and evicts the least recently used entries when full. Each entry has an
+/// per-entry overhead) and, when full, evicts entries not used recently: an approximate LRU (a
+/// CLOCK) in which a read or a write gives its entry credit and an eviction hand sweeping the
+/// shard removes expired entries and entries whose credit it has used up. Each entry has an
 /// absolute expiry (Unix seconds); expired entries are never returned, are dropped when touched,
 /// and are reclaimed by ``sweep(now:)``, which ``MemoryZoneSweeper`` runs as a `Service`.
 ///
-/// The zone is split into shards, each with its own lock and LRU list, so operations on
+/// The zone is split into shards, each with its own lock and eviction hand, so operations on
 /// different keys scale across cores. An entry must fit into one shard:
 /// ``maximumEntrySize`` is `capacity / shardCount` (shards are at least 2 MiB, at most 16 of them).
 public final class MemoryZone: @unchecked Sendable {
@@ -117,7 +119,7 @@ public final class MemoryZone: @unchecked Sendable {
         shard(key).pointee.withLock { $0.get(key, now: now) }
     }
 
-    /// Stores `value` under `key` until `expiresAt` (exclusive), evicting LRU entries if needed.
+    /// Stores `value` under `key` until `expiresAt` (exclusive), evicting entries not used recently if needed.
     public func set(_ key: String, value: String, expiresAt: Int, now: Int) throws {
         try checkSize(key: key, value: value)
         shard(key).pointee.withLock { $0.set(key, value: value, expiresAt: expiresAt, now: now) }
@@ -180,26 +182,43 @@ public final class MemoryZone: @unchecked Sendable {
     }
 }
 
-/// One shard: a hash map into an array of nodes forming a doubly linked LRU list
-/// (head = most recently used). Array slots are reused through a free list.
+/// One shard: a hash map into an array of nodes, evicted by an approximate LRU (CLOCK with a
+/// small per-entry credit). Array slots are reused through a free list.
+///
+/// A read gives its entry ``readCredit``, a new entry ``insertCredit``; when the shard is over
+/// budget a hand walks the array, removing expired entries and entries without credit and taking
+/// one credit from the others. So an entry read since the hand last passed it survives the next
+/// pass, a new entry survives at least one whole pass, and a read writes to the entry only when
+/// its credit was not full already: on the read path no list links are rewritten, so two cores
+/// reading the same shard do not dirty each other's cache lines (a strict LRU list moves the
+/// entry, its neighbours and the head on every read).
 struct MemoryZoneShardState: ~Copyable {
     struct Node {
         var key: String
         var value: String
         var expiresAt: Int
+        /// Bytes charged for the entry (0: the slot is free).
         var size: Int
-        var prev: Int
-        var next: Int
         /// For index strings: the number of live entries at the last compaction.
         var liveAtCompaction: Int
+        /// The byte count the value's storage was allocated for by ``MemoryZoneShardState/ownedCopy(_:)``
+        /// (0: a small string stored inline, or storage the zone did not size itself).
+        var valueCapacity: Int
+        /// Passes of the eviction hand the entry survives without being read again.
+        var credit: UInt8
     }
+
+    /// Credit of an entry just read or overwritten.
+    static let readCredit: UInt8 = 2
+    /// Credit of a new entry.
+    static let insertCredit: UInt8 = 1
 
     let budget: Int
     var map: [String: Int] = [:]
     var nodes: [Node] = []
     var free: [Int] = []
-    var head = -1
-    var tail = -1
+    /// The eviction hand: the next slot it looks at.
+    var hand = 0
     var usedBytes = 0
 
     init(budget: Int) { self.budget = budget }
@@ -210,7 +229,8 @@ struct MemoryZoneShardState: ~Copyable {
             remove(slot: slot)
             return nil
         }
-        touch(slot)
+        // Written only when it changes: a key read over and over stays a read-only cache line.
+        if nodes[slot].credit != Self.readCredit { nodes[slot].credit = Self.readCredit }
         return nodes[slot].value
     }
 
@@ -244,21 +264,28 @@ struct MemoryZoneShardState: ~Copyable {
     mutating func set(
         _ key: String, value: String, expiresAt: Int, now: Int, liveAtCompaction: Int = 0, valueIsOwned: Bool = false
     ) {
-        let size = key.utf8.count + value.utf8.count + MemoryZone.entryOverhead
-        let value = valueIsOwned ? value : Self.ownedCopy(value)
+        let valueCount = value.utf8.count
+        let size = key.utf8.count + valueCount + MemoryZone.entryOverhead
         let kept: Int
         if let slot = map[key] {
             kept = slot
             usedBytes += size - nodes[slot].size
-            nodes[slot].value = value
+            if valueIsOwned {
+                nodes[slot].value = value
+                nodes[slot].valueCapacity = 0
+            } else if !Self.overwrite(&nodes[slot], with: value, count: valueCount) {
+                nodes[slot].value = Self.ownedCopy(value)
+                nodes[slot].valueCapacity = valueCount > 15 ? valueCount : 0
+            }
             nodes[slot].expiresAt = expiresAt
             nodes[slot].size = size
             nodes[slot].liveAtCompaction = liveAtCompaction
-            touch(slot)
+            if nodes[slot].credit != Self.readCredit { nodes[slot].credit = Self.readCredit }
         } else {
             let node = Node(
-                key: key, value: value, expiresAt: expiresAt, size: size, prev: -1, next: -1,
-                liveAtCompaction: liveAtCompaction)
+                key: key, value: valueIsOwned ? value : Self.ownedCopy(value), expiresAt: expiresAt, size: size,
+                liveAtCompaction: liveAtCompaction, valueCapacity: !valueIsOwned && valueCount > 15 ? valueCount : 0,
+                credit: Self.insertCredit)
             let slot: Int
             if let reused = free.popLast() {
                 nodes[reused] = node
@@ -269,11 +296,33 @@ struct MemoryZoneShardState: ~Copyable {
             }
             map[key] = slot
             usedBytes += size
-            linkAtHead(slot)
             kept = slot
         }
         // The slot found or filled above: no third hash of the key.
-        evict(keeping: kept, now: now)
+        if usedBytes > budget { evict(keeping: kept, now: now) }
+    }
+
+    /// Writes `value`'s bytes into the storage of the node's current value, when the zone
+    /// allocated that storage, it is large enough (and not more than twice too large), and no
+    /// reader still holds it (the string's storage is uniquely referenced: readers only obtain
+    /// references under the shard's lock, so none can appear meanwhile). The common overwrite of
+    /// a session then allocates and frees nothing; in particular it does not free, on this core,
+    /// a buffer another core allocated (glibc's per-thread cache does not take chunks above
+    /// 1032 bytes, so such a free goes through the other thread's arena lock).
+    @inline(__always)
+    private static func overwrite(_ node: inout Node, with value: String, count: Int) -> Bool {
+        let capacity = node.valueCapacity
+        guard capacity > 15, count <= capacity, count > 15, count * 2 >= capacity else { return false }
+        let before = node.value.utf8.withContiguousStorageIfAvailable { UnsafeRawPointer($0.baseAddress) } ?? nil
+        // Keeps the storage when it is uniquely referenced; otherwise becomes an empty small
+        // string (then whose bytes live elsewhere).
+        node.value.removeAll(keepingCapacity: true)
+        let cleared = node.value.utf8.withContiguousStorageIfAvailable { UnsafeRawPointer($0.baseAddress) } ?? nil
+        guard before != nil, cleared == before else { return false }
+        // An empty string with native storage appends in place (an empty string without it
+        // would adopt `value`'s storage instead of copying, which the check above excludes).
+        node.value.append(value)
+        return true
     }
 
     @discardableResult
@@ -332,52 +381,45 @@ struct MemoryZoneShardState: ~Copyable {
     }
 
     mutating func sweep(now: Int) -> Int {
-        var expired: [Int] = []
-        for slot in map.values where nodes[slot].expiresAt <= now { expired.append(slot) }
-        for slot in expired { remove(slot: slot) }
-        return expired.count
+        var removed = 0
+        for slot in nodes.indices where nodes[slot].size != 0 && nodes[slot].expiresAt <= now {
+            remove(slot: slot)
+            removed += 1
+        }
+        return removed
     }
 
-    // MARK: LRU list
+    // MARK: Eviction
 
+    /// Removes entries until the shard is within its budget, never the entry at `kept` (the one
+    /// just stored). The hand takes one credit per visit from a live entry and removes an entry
+    /// found expired or without credit, so it finds a victim within `readCredit + 1` passes.
     private mutating func evict(keeping kept: Int, now: Int) {
-        var cursor = tail
-        while usedBytes > budget, cursor != -1 {
-            let previous = nodes[cursor].prev
-            if cursor != kept { remove(slot: cursor) }
-            cursor = previous
+        // Bound: every live entry loses its credit within `readCredit` passes; one more pass
+        // removes it. (An entry is at most the budget, so `kept` alone always fits.)
+        var steps = (Int(Self.readCredit) + 2) * nodes.count
+        while usedBytes > budget, steps > 0 {
+            steps -= 1
+            if hand >= nodes.count { hand = 0 }
+            let slot = hand
+            hand += 1
+            guard slot != kept, nodes[slot].size != 0 else { continue }
+            if nodes[slot].credit == 0 || nodes[slot].expiresAt <= now {
+                remove(slot: slot)
+            } else {
+                nodes[slot].credit -= 1
+            }
         }
     }
 
-    private mutating func touch(_ slot: Int) {
-        guard head != slot else { return }
-        unlink(slot)
-        linkAtHead(slot)
-    }
-
-    private mutating func linkAtHead(_ slot: Int) {
-        nodes[slot].prev = -1
-        nodes[slot].next = head
-        if head != -1 { nodes[head].prev = slot }
-        head = slot
-        if tail == -1 { tail = slot }
-    }
-
-    private mutating func unlink(_ slot: Int) {
-        let prev = nodes[slot].prev
-        let next = nodes[slot].next
-        if prev != -1 { nodes[prev].next = next } else { head = next }
-        if next != -1 { nodes[next].prev = prev } else { tail = prev }
-        nodes[slot].prev = -1
-        nodes[slot].next = -1
-    }
-
     private mutating func remove(slot: Int) {
-        unlink(slot)
         map[nodes[slot].key] = nil
         usedBytes -= nodes[slot].size
         nodes[slot].key = ""
         nodes[slot].value = ""
+        nodes[slot].size = 0
+        nodes[slot].valueCapacity = 0
+        nodes[slot].credit = 0
         free.append(slot)
     }
 }
