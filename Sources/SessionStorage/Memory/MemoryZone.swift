@@ -81,7 +81,7 @@ public final class MemoryZone: @unchecked Sendable {
     @inline(__always)
     private func shard(_ key: String) -> UnsafeMutablePointer<Mutex<MemoryZoneShardState>> {
         guard shardMask != 0 else { return shardAt(0) }
-        // FNV-1a over the last 16 bytes: session ids and subjects differ there, and the
+        // A hash of the last 16 bytes: session ids and subjects differ there, and the
         // dictionary inside the shard hashes the whole key again anyway.
         let hash = Self.shardHash(key)
         return shardAt(Int(truncatingIfNeeded: hash >> 32) & shardMask)
@@ -96,11 +96,21 @@ public final class MemoryZone: @unchecked Sendable {
 
     @inline(__always)
     private static func shardHash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes.suffix(16) {
-            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        guard bytes.count >= 16, let base = bytes.baseAddress else {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            return hash ^ UInt64(bytes.count)
         }
-        return hash ^ UInt64(bytes.count)
+        // The last 16 bytes as two words, mixed by multiplications (a few cycles instead of 16
+        // dependent byte steps). Not a defence against chosen keys: the dictionary of a shard
+        // hashes with the process's random seed; at worst chosen keys share one shard's lock.
+        let tail = UnsafeRawPointer(base + bytes.count - 16)
+        let low = tail.loadUnaligned(as: UInt64.self)
+        let high = tail.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        var hash = (low &* 0x9e37_79b9_7f4a_7c15) ^ (high &* 0xc2b2_ae3d_27d4_eb4f) ^ UInt64(bytes.count)
+        hash ^= hash >> 29
+        hash = hash &* 0xbf58_476d_1ce4_e5b9
+        return hash ^ (hash >> 32)
     }
 
     private func checkSize(key: String, value: String) throws {
@@ -193,19 +203,21 @@ public final class MemoryZone: @unchecked Sendable {
 /// reading the same shard do not dirty each other's cache lines (a strict LRU list moves the
 /// entry, its neighbours and the head on every read).
 struct MemoryZoneShardState: ~Copyable {
+    /// 64 bytes: what a read looks at (value, expiry, credit) comes first, so that it lies in one
+    /// cache line of the array (whose elements start 32 bytes into its allocation).
     struct Node {
-        var key: String
         var value: String
         var expiresAt: Int
-        /// Bytes charged for the entry (0: the slot is free).
-        var size: Int
-        /// For index strings: the number of live entries at the last compaction.
-        var liveAtCompaction: Int
-        /// The byte count the value's storage was allocated for by ``MemoryZoneShardState/ownedCopy(_:)``
-        /// (0: a small string stored inline, or storage the zone did not size itself).
-        var valueCapacity: Int
         /// Passes of the eviction hand the entry survives without being read again.
         var credit: UInt8
+        /// The byte count the value's storage was allocated for by ``MemoryZoneShardState/ownedCopy(_:)``
+        /// (0: a small string stored inline, storage the zone did not size itself, or over 4 GiB).
+        var valueCapacity: UInt32
+        /// Bytes charged for the entry (0: the slot is free).
+        var size: Int
+        var key: String
+        /// For index strings: the number of live entries at the last compaction.
+        var liveAtCompaction: Int32
     }
 
     /// Credit of an entry just read or overwritten.
@@ -275,17 +287,17 @@ struct MemoryZoneShardState: ~Copyable {
                 nodes[slot].valueCapacity = 0
             } else if !Self.overwrite(&nodes[slot], with: value, count: valueCount) {
                 nodes[slot].value = Self.ownedCopy(value)
-                nodes[slot].valueCapacity = valueCount > 15 ? valueCount : 0
+                nodes[slot].valueCapacity = Self.capacity(of: valueCount)
             }
             nodes[slot].expiresAt = expiresAt
             nodes[slot].size = size
-            nodes[slot].liveAtCompaction = liveAtCompaction
+            nodes[slot].liveAtCompaction = Int32(clamping: liveAtCompaction)
             if nodes[slot].credit != Self.readCredit { nodes[slot].credit = Self.readCredit }
         } else {
             let node = Node(
-                key: key, value: valueIsOwned ? value : Self.ownedCopy(value), expiresAt: expiresAt, size: size,
-                liveAtCompaction: liveAtCompaction, valueCapacity: !valueIsOwned && valueCount > 15 ? valueCount : 0,
-                credit: Self.insertCredit)
+                value: valueIsOwned ? value : Self.ownedCopy(value), expiresAt: expiresAt, credit: Self.insertCredit,
+                valueCapacity: valueIsOwned ? 0 : Self.capacity(of: valueCount), size: size, key: key,
+                liveAtCompaction: Int32(clamping: liveAtCompaction))
             let slot: Int
             if let reused = free.popLast() {
                 nodes[reused] = node
@@ -302,6 +314,12 @@ struct MemoryZoneShardState: ~Copyable {
         if usedBytes > budget { evict(keeping: kept, now: now) }
     }
 
+    /// The ``Node/valueCapacity`` of a value of `count` bytes copied by ``ownedCopy(_:)``.
+    @inline(__always)
+    private static func capacity(of count: Int) -> UInt32 {
+        count > 15 && count <= Int(UInt32.max) ? UInt32(count) : 0
+    }
+
     /// Writes `value`'s bytes into the storage of the node's current value, when the zone
     /// allocated that storage, it is large enough (and not more than twice too large), and no
     /// reader still holds it (the string's storage is uniquely referenced: readers only obtain
@@ -311,7 +329,7 @@ struct MemoryZoneShardState: ~Copyable {
     /// 1032 bytes, so such a free goes through the other thread's arena lock).
     @inline(__always)
     private static func overwrite(_ node: inout Node, with value: String, count: Int) -> Bool {
-        let capacity = node.valueCapacity
+        let capacity = Int(node.valueCapacity)
         guard capacity > 15, count <= capacity, count > 15, count * 2 >= capacity else { return false }
         let before = node.value.utf8.withContiguousStorageIfAvailable { UnsafeRawPointer($0.baseAddress) } ?? nil
         // Keeps the storage when it is uniquely referenced; otherwise becomes an empty small
@@ -359,7 +377,7 @@ struct MemoryZoneShardState: ~Copyable {
         value += entries
         let expiresAt = max(nodes[slot].expiresAt, latestExpiry)
         let count = SessionIndexCodec.entryCount(value)
-        let live = nodes[slot].liveAtCompaction
+        let live = Int(nodes[slot].liveAtCompaction)
         if count > 2 * live + 16 || key.utf8.count + value.utf8.count + MemoryZone.entryOverhead > limit {
             // Compact: keep only live entries; the index then expires with its latest member.
             let current = SessionIndexCodec.live(value, currentTime: now)
