@@ -203,8 +203,9 @@ public final class MemoryZone: @unchecked Sendable {
 /// reading the same shard do not dirty each other's cache lines (a strict LRU list moves the
 /// entry, its neighbours and the head on every read).
 struct MemoryZoneShardState: ~Copyable {
-    /// 64 bytes: what a read looks at (value, expiry, credit) comes first, so that it lies in one
-    /// cache line of the array (whose elements start 32 bytes into its allocation).
+    /// 64 bytes (72 with `Int` fields): what a read looks at (value, expiry, credit) is the first
+    /// 25 bytes, so it lies in one cache line for every node unless the array's elements happen
+    /// to start 48 bytes into a line (its allocation is only 16-byte aligned).
     struct Node {
         var value: String
         var expiresAt: Int
