@@ -119,6 +119,7 @@ struct MemoryZoneTests {
             #expect(stored == second)
             storedBytes = try #require(Self.storageAddress(stored))
             #expect(storedBytes != heldBytes)
+            #expect(Self.storageAddress(second) != storedBytes, "a copy, not the caller's storage")
         }
         // No reader now (the zone's copy is the only reference): the same storage is reused,
         // for a value of another size and with non-ASCII bytes.
@@ -148,6 +149,43 @@ struct MemoryZoneTests {
         try zone.set("k", value: "short", expiresAt: 100, now: 0)
         #expect(zone.get("k", now: 1) == "short")
         #expect(zone.usedBytes == "k".utf8.count + "short".utf8.count + MemoryZone.entryOverhead)
+    }
+
+    /// Overwrites in place must never change a value a reader already holds: readers and
+    /// writers of the same few keys on several threads, every value read must be one writer's
+    /// whole value (one repeated byte, its length), never a mix.
+    @Test func concurrentOverwritesNeverChangeAValueAlreadyRead() async throws {
+        let zone = MemoryZone(name: "overwrite-race", capacity: 16 << 20)
+        let letters = Array("abcdefgh".utf8)
+        let torn = await withTaskGroup(of: Int.self) { group in
+            for task in 0..<8 {
+                group.addTask {
+                    var torn = 0
+                    let byte = letters[task]
+                    let value = String(decoding: Array(repeating: byte, count: 1000 + task * 3), as: UTF8.self)
+                    for round in 0..<4000 {
+                        let key = "session:shared-key-\(round % 4)"
+                        if round % 3 == 0 {
+                            try? zone.set(key, value: value, expiresAt: 100, now: 0)
+                        } else if let read = zone.get(key, now: 1) {
+                            // Hold the read value across other tasks' writes, then check it.
+                            await Task.yield()
+                            let bytes = Array(read.utf8)
+                            guard let first = bytes.first, let writer = letters.firstIndex(of: first),
+                                bytes.count == 1000 + writer * 3, bytes.allSatisfy({ $0 == first })
+                            else {
+                                torn += 1
+                                continue
+                            }
+                        }
+                    }
+                    return torn
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(torn == 0)
+        #expect(zone.usedBytes <= zone.capacity && zone.count == 4)
     }
 
     @Test func valueLargerThanTheZoneIsATypedError() async throws {
