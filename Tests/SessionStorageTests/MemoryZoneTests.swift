@@ -72,6 +72,122 @@ struct MemoryZoneTests {
         #expect(zone.usedBytes <= zone.capacity)
     }
 
+    /// The eviction is an approximate LRU (a CLOCK): what it guarantees is that entries read
+    /// since the hand last passed them outlive entries never read, that the newest entries
+    /// outlive the oldest, and that the byte capacity holds exactly after every write.
+    @Test func readEntriesAndNewestEntriesSurviveAFill() throws {
+        let zone = MemoryZone(name: "clock", capacity: 1 << 20)
+        #expect(zone.shardCount == 1)
+        let value = String(repeating: "c", count: 1000)
+        let entrySize = "cold0000".utf8.count + value.utf8.count + MemoryZone.entryOverhead
+        for index in 0..<20 { try zone.set("hot\(index)", value: value, expiresAt: 100, now: 0) }
+        for index in 0..<3000 {
+            try zone.set("cold\(1000 + index)", value: value, expiresAt: 100, now: 0)
+            // Exactly within the capacity, and (once full) no more evicted than needed for the
+            // new entry.
+            #expect(zone.usedBytes <= zone.capacity)
+            if index >= 1000 { #expect(zone.usedBytes > zone.capacity - 2 * entrySize) }
+            if index % 10 == 0 {
+                for hot in 0..<20 { #expect(zone.get("hot\(hot)", now: 1) == value) }
+            }
+        }
+        for hot in 0..<20 { #expect(zone.get("hot\(hot)", now: 1) == value, "read entries survive") }
+        for index in 2900..<3000 { #expect(zone.get("cold\(1000 + index)", now: 1) == value, "newest entries survive") }
+        for index in 0..<100 { #expect(zone.get("cold\(1000 + index)", now: 1) == nil, "oldest entries go first") }
+        // The entry just written is never the one evicted for it, even when it is as large as
+        // the shard: it then evicts everything else.
+        let large = String(repeating: "L", count: zone.maximumEntrySize - "large".utf8.count - MemoryZone.entryOverhead)
+        try zone.set("large", value: large, expiresAt: 100, now: 1)
+        #expect(zone.get("large", now: 1) == large)
+        #expect(zone.count == 1 && zone.usedBytes == zone.capacity)
+    }
+
+    @Test func overwriteReusesTheZonesStorageOnlyWhenNoReaderHoldsIt() throws {
+        let zone = MemoryZone(name: "overwrite", capacity: 4 << 20)
+        let first = String(repeating: "a", count: 1024)
+        try zone.set("k", value: first, expiresAt: 100, now: 0)
+        let storedBytes: UnsafeRawPointer
+        do {
+            let held = try #require(zone.get("k", now: 1))
+            let heldBytes = try #require(Self.storageAddress(held))
+            // A reader holds the stored value: the overwrite must not write into it.
+            let second = String(repeating: "b", count: 1024)
+            try zone.set("k", value: second, expiresAt: 100, now: 0)
+            #expect(held == first)
+            #expect(Self.storageAddress(held) == heldBytes)
+            let stored = try #require(zone.get("k", now: 1))
+            #expect(stored == second)
+            storedBytes = try #require(Self.storageAddress(stored))
+            #expect(storedBytes != heldBytes)
+            #expect(Self.storageAddress(second) != storedBytes, "a copy, not the caller's storage")
+        }
+        // No reader now (the zone's copy is the only reference): the same storage is reused,
+        // for a value of another size and with non-ASCII bytes.
+        let third = String(repeating: "é", count: 400) + "z"
+        try zone.set("k", value: third, expiresAt: 100, now: 0)
+        do {
+            let again = try #require(zone.get("k", now: 1))
+            #expect(Self.storageAddress(again) == storedBytes)
+            #expect(again == third && Array(again.utf8) == Array(third.utf8) && again.count == 401)
+            #expect(Self.storageAddress(again) != Self.storageAddress(third), "not the caller's storage")
+            #expect(zone.usedBytes == "k".utf8.count + third.utf8.count + MemoryZone.entryOverhead)
+        }
+        // Back to ASCII in the same storage.
+        let fourth = String(repeating: "d", count: 700)
+        try zone.set("k", value: fourth, expiresAt: 100, now: 0)
+        do {
+            let ascii = try #require(zone.get("k", now: 1))
+            #expect(ascii == fourth && ascii.count == 700 && Self.storageAddress(ascii) == storedBytes)
+        }
+        // Larger than the storage, or far smaller: a new copy.
+        let larger = String(repeating: "e", count: 2000)
+        try zone.set("k", value: larger, expiresAt: 100, now: 0)
+        do {
+            let grown = try #require(zone.get("k", now: 1))
+            #expect(grown == larger && Self.storageAddress(grown) != storedBytes)
+        }
+        try zone.set("k", value: "short", expiresAt: 100, now: 0)
+        #expect(zone.get("k", now: 1) == "short")
+        #expect(zone.usedBytes == "k".utf8.count + "short".utf8.count + MemoryZone.entryOverhead)
+    }
+
+    /// Overwrites in place must never change a value a reader already holds: readers and
+    /// writers of the same few keys on several threads, every value read must be one writer's
+    /// whole value (one repeated byte, its length), never a mix.
+    @Test func concurrentOverwritesNeverChangeAValueAlreadyRead() async throws {
+        let zone = MemoryZone(name: "overwrite-race", capacity: 16 << 20)
+        let letters = Array("abcdefgh".utf8)
+        let torn = await withTaskGroup(of: Int.self) { group in
+            for task in 0..<8 {
+                group.addTask {
+                    var torn = 0
+                    let byte = letters[task]
+                    let value = String(decoding: Array(repeating: byte, count: 1000 + task * 3), as: UTF8.self)
+                    for round in 0..<4000 {
+                        let key = "session:shared-key-\(round % 4)"
+                        if round % 3 == 0 {
+                            try? zone.set(key, value: value, expiresAt: 100, now: 0)
+                        } else if let read = zone.get(key, now: 1) {
+                            // Hold the read value across other tasks' writes, then check it.
+                            await Task.yield()
+                            let bytes = Array(read.utf8)
+                            guard let first = bytes.first, let writer = letters.firstIndex(of: first),
+                                bytes.count == 1000 + writer * 3, bytes.allSatisfy({ $0 == first })
+                            else {
+                                torn += 1
+                                continue
+                            }
+                        }
+                    }
+                    return torn
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(torn == 0)
+        #expect(zone.usedBytes <= zone.capacity && zone.count == 4)
+    }
+
     @Test func valueLargerThanTheZoneIsATypedError() async throws {
         let zone = MemoryZone(name: "small", capacity: 1 << 20)
         let store = MemorySessionStore(zone: zone)

@@ -5,11 +5,13 @@ import Synchronization
 ///
 /// Every ``MemorySessionStore`` in the process that names the same zone shares it
 /// (``named(_:capacity:)``). The zone holds at most `capacity` bytes (keys, values and a fixed
-/// per-entry overhead) and evicts the least recently used entries when full. Each entry has an
+/// per-entry overhead) and, when full, evicts entries not used recently: an approximate LRU (a
+/// CLOCK) in which a read or a write gives its entry credit and an eviction hand sweeping the
+/// shard removes expired entries and entries whose credit it has used up. Each entry has an
 /// absolute expiry (Unix seconds); expired entries are never returned, are dropped when touched,
 /// and are reclaimed by ``sweep(now:)``, which ``MemoryZoneSweeper`` runs as a `Service`.
 ///
-/// The zone is split into shards, each with its own lock and LRU list, so operations on
+/// The zone is split into shards, each with its own lock and eviction hand, so operations on
 /// different keys scale across cores. An entry must fit into one shard:
 /// ``maximumEntrySize`` is `capacity / shardCount` (shards are at least 2 MiB, at most 16 of them).
 public final class MemoryZone: @unchecked Sendable {
@@ -79,7 +81,7 @@ public final class MemoryZone: @unchecked Sendable {
     @inline(__always)
     private func shard(_ key: String) -> UnsafeMutablePointer<Mutex<MemoryZoneShardState>> {
         guard shardMask != 0 else { return shardAt(0) }
-        // FNV-1a over the last 16 bytes: session ids and subjects differ there, and the
+        // A hash of the last 16 bytes: session ids and subjects differ there, and the
         // dictionary inside the shard hashes the whole key again anyway.
         let hash = Self.shardHash(key)
         return shardAt(Int(truncatingIfNeeded: hash >> 32) & shardMask)
@@ -94,11 +96,21 @@ public final class MemoryZone: @unchecked Sendable {
 
     @inline(__always)
     private static func shardHash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes.suffix(16) {
-            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        guard bytes.count >= 16, let base = bytes.baseAddress else {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            return hash ^ UInt64(bytes.count)
         }
-        return hash ^ UInt64(bytes.count)
+        // The last 16 bytes as two words, mixed by multiplications (a few cycles instead of 16
+        // dependent byte steps). Not a defence against chosen keys: the dictionary of a shard
+        // hashes with the process's random seed; at worst chosen keys share one shard's lock.
+        let tail = UnsafeRawPointer(base + bytes.count - 16)
+        let low = tail.loadUnaligned(as: UInt64.self)
+        let high = tail.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        var hash = (low &* 0x9e37_79b9_7f4a_7c15) ^ (high &* 0xc2b2_ae3d_27d4_eb4f) ^ UInt64(bytes.count)
+        hash ^= hash >> 29
+        hash = hash &* 0xbf58_476d_1ce4_e5b9
+        return hash ^ (hash >> 32)
     }
 
     private func checkSize(key: String, value: String) throws {
@@ -117,7 +129,7 @@ public final class MemoryZone: @unchecked Sendable {
         shard(key).pointee.withLock { $0.get(key, now: now) }
     }
 
-    /// Stores `value` under `key` until `expiresAt` (exclusive), evicting LRU entries if needed.
+    /// Stores `value` under `key` until `expiresAt` (exclusive), evicting entries not used recently if needed.
     public func set(_ key: String, value: String, expiresAt: Int, now: Int) throws {
         try checkSize(key: key, value: value)
         shard(key).pointee.withLock { $0.set(key, value: value, expiresAt: expiresAt, now: now) }
@@ -180,26 +192,46 @@ public final class MemoryZone: @unchecked Sendable {
     }
 }
 
-/// One shard: a hash map into an array of nodes forming a doubly linked LRU list
-/// (head = most recently used). Array slots are reused through a free list.
+/// One shard: a hash map into an array of nodes, evicted by an approximate LRU (CLOCK with a
+/// small per-entry credit). Array slots are reused through a free list.
+///
+/// A read gives its entry ``readCredit``, a new entry ``insertCredit``; when the shard is over
+/// budget a hand walks the array, removing expired entries and entries without credit and taking
+/// one credit from the others. So an entry read since the hand last passed it survives the next
+/// pass, a new entry survives at least one whole pass, and a read writes to the entry only when
+/// its credit was not full already: on the read path no list links are rewritten, so two cores
+/// reading the same shard do not dirty each other's cache lines (a strict LRU list moves the
+/// entry, its neighbours and the head on every read).
 struct MemoryZoneShardState: ~Copyable {
+    /// 64 bytes (72 with `Int` fields): what a read looks at (value, expiry, credit) is the first
+    /// 25 bytes, so it lies in one cache line for every node unless the array's elements happen
+    /// to start 48 bytes into a line (its allocation is only 16-byte aligned).
     struct Node {
-        var key: String
         var value: String
         var expiresAt: Int
+        /// Passes of the eviction hand the entry survives without being read again.
+        var credit: UInt8
+        /// The byte count the value's storage was allocated for by ``MemoryZoneShardState/ownedCopy(_:)``
+        /// (0: a small string stored inline, storage the zone did not size itself, or over 4 GiB).
+        var valueCapacity: UInt32
+        /// Bytes charged for the entry (0: the slot is free).
         var size: Int
-        var prev: Int
-        var next: Int
+        var key: String
         /// For index strings: the number of live entries at the last compaction.
-        var liveAtCompaction: Int
+        var liveAtCompaction: Int32
     }
+
+    /// Credit of an entry just read or overwritten.
+    static let readCredit: UInt8 = 2
+    /// Credit of a new entry.
+    static let insertCredit: UInt8 = 1
 
     let budget: Int
     var map: [String: Int] = [:]
     var nodes: [Node] = []
     var free: [Int] = []
-    var head = -1
-    var tail = -1
+    /// The eviction hand: the next slot it looks at.
+    var hand = 0
     var usedBytes = 0
 
     init(budget: Int) { self.budget = budget }
@@ -210,7 +242,8 @@ struct MemoryZoneShardState: ~Copyable {
             remove(slot: slot)
             return nil
         }
-        touch(slot)
+        // Written only when it changes: a key read over and over stays a read-only cache line.
+        if nodes[slot].credit != Self.readCredit { nodes[slot].credit = Self.readCredit }
         return nodes[slot].value
     }
 
@@ -244,21 +277,28 @@ struct MemoryZoneShardState: ~Copyable {
     mutating func set(
         _ key: String, value: String, expiresAt: Int, now: Int, liveAtCompaction: Int = 0, valueIsOwned: Bool = false
     ) {
-        let size = key.utf8.count + value.utf8.count + MemoryZone.entryOverhead
-        let value = valueIsOwned ? value : Self.ownedCopy(value)
+        let valueCount = value.utf8.count
+        let size = key.utf8.count + valueCount + MemoryZone.entryOverhead
         let kept: Int
         if let slot = map[key] {
             kept = slot
             usedBytes += size - nodes[slot].size
-            nodes[slot].value = value
+            if valueIsOwned {
+                nodes[slot].value = value
+                nodes[slot].valueCapacity = 0
+            } else if !Self.overwrite(&nodes[slot], with: value, count: valueCount) {
+                nodes[slot].value = Self.ownedCopy(value)
+                nodes[slot].valueCapacity = Self.capacity(of: valueCount)
+            }
             nodes[slot].expiresAt = expiresAt
             nodes[slot].size = size
-            nodes[slot].liveAtCompaction = liveAtCompaction
-            touch(slot)
+            nodes[slot].liveAtCompaction = Int32(clamping: liveAtCompaction)
+            if nodes[slot].credit != Self.readCredit { nodes[slot].credit = Self.readCredit }
         } else {
             let node = Node(
-                key: key, value: value, expiresAt: expiresAt, size: size, prev: -1, next: -1,
-                liveAtCompaction: liveAtCompaction)
+                value: valueIsOwned ? value : Self.ownedCopy(value), expiresAt: expiresAt, credit: Self.insertCredit,
+                valueCapacity: valueIsOwned ? 0 : Self.capacity(of: valueCount), size: size, key: key,
+                liveAtCompaction: Int32(clamping: liveAtCompaction))
             let slot: Int
             if let reused = free.popLast() {
                 nodes[reused] = node
@@ -269,11 +309,39 @@ struct MemoryZoneShardState: ~Copyable {
             }
             map[key] = slot
             usedBytes += size
-            linkAtHead(slot)
             kept = slot
         }
         // The slot found or filled above: no third hash of the key.
-        evict(keeping: kept, now: now)
+        if usedBytes > budget { evict(keeping: kept, now: now) }
+    }
+
+    /// The ``Node/valueCapacity`` of a value of `count` bytes copied by ``ownedCopy(_:)``.
+    @inline(__always)
+    private static func capacity(of count: Int) -> UInt32 {
+        count > 15 && count <= Int(UInt32.max) ? UInt32(count) : 0
+    }
+
+    /// Writes `value`'s bytes into the storage of the node's current value, when the zone
+    /// allocated that storage, it is large enough (and not more than twice too large), and no
+    /// reader still holds it (the string's storage is uniquely referenced: readers only obtain
+    /// references under the shard's lock, so none can appear meanwhile). The common overwrite of
+    /// a session then allocates and frees nothing; in particular it does not free, on this core,
+    /// a buffer another core allocated (glibc's per-thread cache does not take chunks above
+    /// 1032 bytes, so such a free goes through the other thread's arena lock).
+    @inline(__always)
+    private static func overwrite(_ node: inout Node, with value: String, count: Int) -> Bool {
+        let capacity = Int(node.valueCapacity)
+        guard capacity > 15, count <= capacity, count > 15, count * 2 >= capacity else { return false }
+        let before = node.value.utf8.withContiguousStorageIfAvailable { UnsafeRawPointer($0.baseAddress) } ?? nil
+        // Keeps the storage when it is uniquely referenced; otherwise becomes an empty small
+        // string (then whose bytes live elsewhere).
+        node.value.removeAll(keepingCapacity: true)
+        let cleared = node.value.utf8.withContiguousStorageIfAvailable { UnsafeRawPointer($0.baseAddress) } ?? nil
+        guard before != nil, cleared == before else { return false }
+        // An empty string with native storage appends in place (an empty string without it
+        // would adopt `value`'s storage instead of copying, which the check above excludes).
+        node.value.append(value)
+        return true
     }
 
     @discardableResult
@@ -310,7 +378,7 @@ struct MemoryZoneShardState: ~Copyable {
         value += entries
         let expiresAt = max(nodes[slot].expiresAt, latestExpiry)
         let count = SessionIndexCodec.entryCount(value)
-        let live = nodes[slot].liveAtCompaction
+        let live = Int(nodes[slot].liveAtCompaction)
         if count > 2 * live + 16 || key.utf8.count + value.utf8.count + MemoryZone.entryOverhead > limit {
             // Compact: keep only live entries; the index then expires with its latest member.
             let current = SessionIndexCodec.live(value, currentTime: now)
@@ -332,52 +400,45 @@ struct MemoryZoneShardState: ~Copyable {
     }
 
     mutating func sweep(now: Int) -> Int {
-        var expired: [Int] = []
-        for slot in map.values where nodes[slot].expiresAt <= now { expired.append(slot) }
-        for slot in expired { remove(slot: slot) }
-        return expired.count
+        var removed = 0
+        for slot in nodes.indices where nodes[slot].size != 0 && nodes[slot].expiresAt <= now {
+            remove(slot: slot)
+            removed += 1
+        }
+        return removed
     }
 
-    // MARK: LRU list
+    // MARK: Eviction
 
+    /// Removes entries until the shard is within its budget, never the entry at `kept` (the one
+    /// just stored). The hand takes one credit per visit from a live entry and removes an entry
+    /// found expired or without credit, so it finds a victim within `readCredit + 1` passes.
     private mutating func evict(keeping kept: Int, now: Int) {
-        var cursor = tail
-        while usedBytes > budget, cursor != -1 {
-            let previous = nodes[cursor].prev
-            if cursor != kept { remove(slot: cursor) }
-            cursor = previous
+        // Bound: every live entry loses its credit within `readCredit` passes; one more pass
+        // removes it. (An entry is at most the budget, so `kept` alone always fits.)
+        var steps = (Int(Self.readCredit) + 2) * nodes.count
+        while usedBytes > budget, steps > 0 {
+            steps -= 1
+            if hand >= nodes.count { hand = 0 }
+            let slot = hand
+            hand += 1
+            guard slot != kept, nodes[slot].size != 0 else { continue }
+            if nodes[slot].credit == 0 || nodes[slot].expiresAt <= now {
+                remove(slot: slot)
+            } else {
+                nodes[slot].credit -= 1
+            }
         }
     }
 
-    private mutating func touch(_ slot: Int) {
-        guard head != slot else { return }
-        unlink(slot)
-        linkAtHead(slot)
-    }
-
-    private mutating func linkAtHead(_ slot: Int) {
-        nodes[slot].prev = -1
-        nodes[slot].next = head
-        if head != -1 { nodes[head].prev = slot }
-        head = slot
-        if tail == -1 { tail = slot }
-    }
-
-    private mutating func unlink(_ slot: Int) {
-        let prev = nodes[slot].prev
-        let next = nodes[slot].next
-        if prev != -1 { nodes[prev].next = next } else { head = next }
-        if next != -1 { nodes[next].prev = prev } else { tail = prev }
-        nodes[slot].prev = -1
-        nodes[slot].next = -1
-    }
-
     private mutating func remove(slot: Int) {
-        unlink(slot)
         map[nodes[slot].key] = nil
         usedBytes -= nodes[slot].size
         nodes[slot].key = ""
         nodes[slot].value = ""
+        nodes[slot].size = 0
+        nodes[slot].valueCapacity = 0
+        nodes[slot].credit = 0
         free.append(slot)
     }
 }
