@@ -96,6 +96,7 @@ public final class MySQLClient: Service, Sendable {
         poolConfiguration.idleTimeout = pool.keepaliveTimeout
         poolConfiguration.circuitBreakerTripAfter = pool.failFastAfter
         let errorBox = self.lastConnectError
+        let placement = EventLoopPlacement(eventLoopGroup)
         self.connectionPool = ConnectionPool(
             configuration: poolConfiguration,
             idGenerator: ConnectionIDGenerator(),
@@ -104,12 +105,17 @@ public final class MySQLClient: Service, Sendable {
             observabilityDelegate: NoOpConnectionPoolMetrics(connectionIDType: Int.self),
             clock: ContinuousClock()
         ) { id, _ in
+            // the least used event loop: `any()` from the pool's task is a round-robin that other
+            // callers shift, which can put every connection on one loop
+            let (slot, eventLoop) = placement.take()
             do {
                 let connection = try await MySQLConnection.connect(
-                    configuration: configuration, id: id, eventLoop: eventLoopGroup.any(), logger: connectionLogger)
+                    configuration: configuration, id: id, eventLoop: eventLoop, logger: connectionLogger)
+                connection.channel.closeFuture.whenComplete { _ in placement.release(slot) }
                 errorBox.value.withLock { $0 = nil }
                 return ConnectionAndMetadata(connection: connection, maximalStreamsOnConnection: 1)
             } catch {
+                placement.release(slot)
                 let typed = error as? MySQLError ?? MySQLError(.connectionFailed, message: "could not connect", underlying: error)
                 errorBox.record(typed)
                 errorBox.onFailure?()

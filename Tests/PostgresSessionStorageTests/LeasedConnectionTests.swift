@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import PostgresNIO
+import _PoolLease
 @testable import PostgresSessionStorage
 import SessionStorage
 import SessionStorageConformance
