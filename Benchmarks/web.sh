@@ -49,8 +49,13 @@ bench() {
     taskset -c 0 "$bin" --storage "$storage" --port "$port" --threads "${WEB_BENCH_THREADS:-1}" &
     pid=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/plain" >/dev/null && break; sleep 0.1; done
-    cookie=$(login)
-    body=$(curl -s -H "Cookie: $cookie" "http://127.0.0.1:$port/session")
+    # the store's client may still be starting when HTTP answers: retry until a session opens
+    for _ in $(seq 50); do
+        cookie=$(login)
+        body=$(curl -s -H "Cookie: $cookie" "http://127.0.0.1:$port/session")
+        [[ $body == bench ]] && break
+        sleep 0.2
+    done
     [[ $body == bench ]] || { echo "the session did not open ($body)" >&2; kill "$pid"; exit 1; }
     taskset -c 1 wrk -t2 -c50 -d2s "http://127.0.0.1:$port/plain" >/dev/null   # warm-up
     taskset -c 1 wrk -t2 -c50 -d2s -H "Cookie: $cookie" "http://127.0.0.1:$port/session" >/dev/null
