@@ -61,7 +61,7 @@ public final class RequestSession: Sendable {
     ///
     /// - Throws: ``SessionError/Code/storageFailed`` when the store fails,
     ///   ``SessionError/Code/invalidState`` without an adapter's middleware.
-    public func load() async throws -> Session {
+    nonisolated(nonsending) public func load() async throws -> Session {
         if let session = state.withLock({ $0.session }) { return session }
         guard let manager else {
             throw SessionError(.invalidState, message: "no session middleware ran for this request")
@@ -104,7 +104,7 @@ public final class RequestSession: Sendable {
     // MARK: conveniences
 
     /// A value of the current audience's data.
-    public func get(_ key: String) async throws -> SessionValue? {
+    nonisolated(nonsending) public func get(_ key: String) async throws -> SessionValue? {
         try await load()[key]
     }
 
@@ -114,7 +114,7 @@ public final class RequestSession: Sendable {
     }
 
     /// The current audience's subject (the user).
-    public func subject() async throws -> String? {
+    nonisolated(nonsending) public func subject() async throws -> String? {
         try await load().subject
     }
 
@@ -124,7 +124,7 @@ public final class RequestSession: Sendable {
     }
 
     /// Whether the request carried a valid session.
-    public func exists() async throws -> Bool {
+    nonisolated(nonsending) public func exists() async throws -> Bool {
         try await load().exists
     }
 
@@ -167,7 +167,7 @@ public final class RequestSession: Sendable {
     /// threshold, a renewal when 3/4 of the rolling timeout is spent).
     ///
     /// Calling it again returns an empty list.
-    public func finish() async throws -> [String] {
+    nonisolated(nonsending) public func finish() async throws -> [String] {
         let snapshot = state.withLock { state -> (Session?, Fingerprint?, SessionID?) in
             guard !state.finished else { return (nil, nil, nil) }
             state.finished = true

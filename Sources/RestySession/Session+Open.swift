@@ -7,7 +7,7 @@ extension Session {
 
     /// lua-resty-session `metatable:open()`: the session cookie, else (remember on) the
     /// remember cookie, which then renews both cookies.
-    mutating func open() async throws {
+    nonisolated(nonsending) mutating func open() async throws {
         guard let failure = try await openCookie(remember: false, metaOnly: false) else {
             openFailure = nil
             return
@@ -33,7 +33,7 @@ extension Session {
     /// (creation time, old id) needed to renew a remember cookie.
     ///
     /// - Throws: only a storage backend failure.
-    mutating func openCookie(remember: Bool, metaOnly: Bool) async throws -> SessionOpenFailure? {
+    nonisolated(nonsending) mutating func openCookie(remember: Bool, metaOnly: Bool) async throws -> SessionOpenFailure? {
         let now = settings.clock.now()
         let name = remember ? settings.rememberCookieName : settings.cookieName
         guard let cookie = request.cookie(named: name) else { return .missingCookie }

@@ -7,7 +7,7 @@ extension Session {
     ///
     /// Cookies are only added to ``setCookieHeaders`` once the store accepted the record, so a
     /// failed save never sends a cookie without data behind it.
-    mutating func write(remember: Bool, newState: State?, enforceSameSubject: Bool = true) async throws {
+    nonisolated(nonsending) mutating func write(remember: Bool, newState: State?, enforceSameSubject: Bool = true) async throws {
         let name = remember ? settings.rememberCookieName : settings.cookieName
         let nameSize = name.utf8.count
         let previous = remember ? rememberMeta : meta

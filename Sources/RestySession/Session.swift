@@ -343,7 +343,7 @@ public struct Session: Sendable {
 
     /// Saves the session: a new session id, a new cookie (and store record), the rolling
     /// timeout reset; with remember on, the remember cookie is renewed too.
-    public mutating func save() async throws {
+    nonisolated(nonsending) public mutating func save() async throws {
         try requireNotClosed("save")
         try await write(remember: false, newState: .open)
         try await saveRememberCookie()
@@ -352,7 +352,7 @@ public struct Session: Sendable {
     /// Renews the session when 3/4 of its rolling timeout is spent (``save()`` of the session
     /// cookie), else touches it when the idling offset is older than the touch threshold.
     @discardableResult
-    public mutating func refresh() async throws -> RefreshAction {
+    nonisolated(nonsending) public mutating func refresh() async throws -> RefreshAction {
         try requireState(.open, "refresh")
         guard let meta, settings.rollingTimeout != 0 || settings.idlingTimeout != 0 else { return .none }
         let rollingElapsed = meta.timestamp - meta.header.creationTime - meta.header.rollingOffset

@@ -57,7 +57,7 @@ public struct SessionManager: Sendable {
     ///
     /// - Throws: ``SessionError/Code/storageFailed`` when the storage backend fails. A missing,
     ///   tampered, expired or revoked cookie is not an error.
-    public func open(_ request: SessionRequest) async throws -> Session {
+    nonisolated(nonsending) public func open(_ request: SessionRequest) async throws -> Session {
         var session = Session(settings: settings, request: request)
         try await session.open()
         return session
