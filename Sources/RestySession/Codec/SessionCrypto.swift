@@ -37,12 +37,27 @@ struct HMACSHA256: Sendable {
         self = key.withUnsafeBytes { HMACSHA256(key: $0) }
     }
 
-    /// HMAC(key, parts joined) written to `output` (at most 32 bytes: a prefix of the MAC).
-    func authenticate(_ parts: UnsafeRawBufferPointer..., into output: UnsafeMutableRawBufferPointer) {
+    /// HMAC(key, message) written to `output` (at most 32 bytes: a prefix of the MAC).
+    func authenticate(_ message: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) {
+        authenticate(into: output) { $0.update(message) }
+    }
+
+    /// HMAC(key, first ‖ second) written to `output`.
+    func authenticate(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) {
+        authenticate(into: output) { hasher in
+            hasher.update(first)
+            hasher.update(second)
+        }
+    }
+
+    /// HMAC(key, what `feed` adds to the inner hash) written to `output` (at most 32 bytes). A
+    /// closure rather than variadic parts: a variadic array was allocated on every call (every
+    /// MAC, every HKDF block, every PBKDF2 iteration).
+    func authenticate(into output: UnsafeMutableRawBufferPointer, _ feed: (inout SHA256State) -> Void) {
         var block = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         withUnsafeMutableBytes(of: &block) { digest in
             var hasher = inner
-            for part in parts { hasher.update(part) }
+            feed(&hasher)
             hasher.finalize(into: digest.baseAddress!)
             var outerHasher = outer
             outerHasher.update(UnsafeRawBufferPointer(digest))
@@ -110,10 +125,21 @@ struct SessionKey: Sendable {
                     let block = UnsafeMutableRawBufferPointer(rebasing: blocks[produced..<(produced + HMACSHA256.outputSize)])
                     withUnsafeBytes(of: counter) { counterByte in
                         if produced == 0 {
-                            expander.authenticate(usage, colon, nonce, counterByte, into: block)
+                            expander.authenticate(into: block) { hasher in
+                                hasher.update(usage)
+                                hasher.update(colon)
+                                hasher.update(nonce)
+                                hasher.update(counterByte)
+                            }
                         } else {
                             let previous = UnsafeRawBufferPointer(rebasing: blocks[(produced - HMACSHA256.outputSize)..<produced])
-                            expander.authenticate(previous, usage, colon, nonce, counterByte, into: block)
+                            expander.authenticate(into: block) { hasher in
+                                hasher.update(previous)
+                                hasher.update(usage)
+                                hasher.update(colon)
+                                hasher.update(nonce)
+                                hasher.update(counterByte)
+                            }
                         }
                     }
                     produced += HMACSHA256.outputSize
