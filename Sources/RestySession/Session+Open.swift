@@ -175,15 +175,7 @@ extension Session {
             iterations: remember ? settings.rememberIterations : nil,
             authentication: authentication  // prepared for the MAC check: cached with the keys
         ) { aesKey, nonce in
-            header.withUnsafeBytes { raw in
-                AES256GCM.open(
-                    ciphertext,
-                    tag: header.tag,
-                    key: aesKey,
-                    nonce: nonce,
-                    additionalData: UnsafeRawBufferPointer(rebasing: raw[0..<SessionCookieHeader.tagOffset])
-                )
-            }
+            header.withAdditionalData { AES256GCM.open(ciphertext, tag: header.tag, key: aesKey, nonce: nonce, additionalData: $0) }
         }
         guard var plaintext = decrypted else { return .decryptionFailed }
         if header.flags.contains(.deflate) {

@@ -69,9 +69,7 @@ extension Session {
         )
         let key = settings.key
         let sealed = SessionCrypto.withEncryptionKey(key, sid: sid, iterations: remember ? settings.rememberIterations : nil) { aesKey, nonce in
-            header.withUnsafeBytes { raw in
-                AES256GCM.seal(plaintext, key: aesKey, nonce: nonce, additionalData: UnsafeRawBufferPointer(rebasing: raw[0..<SessionCookieHeader.tagOffset]))
-            }
+            header.withAdditionalData { AES256GCM.seal(plaintext, key: aesKey, nonce: nonce, additionalData: $0) }
         }
         guard let sealed else {
             throw SessionError(.invalidState, message: "unable to encrypt the session data")
@@ -102,7 +100,7 @@ extension Session {
             let firstSize = SessionSettings.maximumCookieSize - SessionCookieHeader.encodedSize - nameSize - 1
             let first = String(decoding: characters.prefix(firstSize), as: UTF8.self)
             initialChunk = Substring(first)
-            cookies.append((name, "\(name)=\(headerText)\(first)\(attributes)"))
+            cookies.append((name, Self.cookieValue(name, headerText, first, attributes)))
             var offset = min(firstSize, characters.count)
             let chunkSize = SessionSettings.maximumCookieSize - nameSize - 2
             for chunk in 2...chunks {

@@ -33,8 +33,7 @@ struct SessionCookieHeader: Sendable, Hashable {
     /// Runs `body` with the 82 header bytes, written into a buffer on the stack (the AAD is
     /// its first 47 bytes, the MAC input its first 66: no array for either).
     func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
-        var storage: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var storage = Self.emptyStorage
         return try Swift.withUnsafeMutableBytes(of: &storage) { raw in
             raw[0] = Self.cookieType
             Self.store(Int(flags.rawValue), size: 2, at: 1, into: raw)
@@ -49,11 +48,15 @@ struct SessionCookieHeader: Sendable, Hashable {
         }
     }
 
-    /// The first 47 bytes (type ‖ flags ‖ sid ‖ creation ‖ rolling ‖ data size): the AAD.
-    var additionalData: [UInt8] { withUnsafeBytes { Array($0[0..<Self.tagOffset]) } }
+    /// Runs `body` with the first 47 bytes (type ‖ flags ‖ sid ‖ creation ‖ rolling ‖ data
+    /// size): the AES-GCM additional data.
+    func withAdditionalData<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+        try withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<Self.tagOffset])) }
+    }
 
-    /// The first 66 bytes: everything the MAC covers.
-    var macInput: [UInt8] { withUnsafeBytes { Array($0[0..<Self.macOffset]) } }
+    /// 88 bytes on the stack for the 82 of a header.
+    private typealias Storage = (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+    private static let emptyStorage: Storage = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     /// All 82 bytes.
     var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
@@ -111,8 +114,7 @@ struct SessionCookieHeader: Sendable, Hashable {
     /// Decodes and parses the 110-character base64url form (no array on the way).
     static func parse(encoded text: UnsafeBufferPointer<UInt8>) -> Result<SessionCookieHeader, ParseFailure> {
         guard text.count == encodedSize else { return .failure(.invalidEncoding) }
-        var storage: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var storage = emptyStorage
         return withUnsafeMutableBytes(of: &storage) { raw in
             let bytes = UnsafeMutableRawBufferPointer(rebasing: raw[0..<size])
             guard StrictBase64URL.decode(buffer: text, into: bytes) else { return .failure(.invalidEncoding) }

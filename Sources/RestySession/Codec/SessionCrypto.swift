@@ -98,14 +98,9 @@ struct SessionKey: Sendable {
     func expand(usage: StaticString, nonce: [UInt8], count: Int) -> [UInt8] {
         precondition(count <= 2 * HMACSHA256.outputSize)
         return [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
-            expand(usage: usage, nonce: nonce, into: UnsafeMutableRawBufferPointer(output))
+            nonce.withUnsafeBytes { expand(usage: usage, nonce: $0, into: UnsafeMutableRawBufferPointer(output)) }
             initialized = count
         }
-    }
-
-    /// HKDF-Expand into `output` (at most 64 bytes).
-    func expand(usage: StaticString, nonce: [UInt8], into output: UnsafeMutableRawBufferPointer) {
-        nonce.withUnsafeBytes { expand(usage: usage, nonce: $0, into: output) }
     }
 
     /// HKDF-Expand with a session id as the nonce.
@@ -177,8 +172,6 @@ struct SessionKey: Sendable {
 
 /// The key derivations, MAC and AEAD of lua-resty-session 4.x (COOKIE.md §4–§6).
 enum SessionCrypto {
-    static let macSize = 16
-
     static func sha256<Bytes: Sequence>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
         var hasher = SHA256State()
         if bytes.withContiguousStorageIfAvailable({ hasher.update(UnsafeRawBufferPointer($0)) }) == nil {

@@ -81,7 +81,7 @@ struct HeaderBytes16: Hashable, Sendable {
     /// Fills the 16 bytes from `body`, which gets a 16-byte buffer.
     static func filling(_ body: (UnsafeMutableRawBufferPointer) -> Void) -> HeaderBytes16 {
         var value = HeaderBytes16()
-        Swift.withUnsafeMutableBytes(of: &value.words) { body($0) }
+        value.withUnsafeMutableBytes(body)
         return value
     }
 
