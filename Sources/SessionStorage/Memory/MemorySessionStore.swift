@@ -75,24 +75,25 @@ public struct MemorySessionStore: SessionStore {
         try instrumentation.observeSync(.set) {
             try request.validate()
             let now = request.currentTime
-            try zone.set(
-                naming.recordKey(name: request.name, key: request.key), value: request.value,
-                expiresAt: request.expiry, now: now)
+            try naming.withRecordKey(name: request.name, key: request.key) { key in
+                try zone.set(ZoneKey(bytes: key), value: request.value, expiresAt: request.expiry, now: now)
+            }
             if let oldKey = request.oldKey {
-                let oldRecord = naming.recordKey(name: request.name, key: oldKey)
-                switch request.oldKeyPolicy(configuration.rememberRotation) {
-                case .remove: zone.delete(oldRecord)
-                case .keepStale(let until): zone.expireNoLater(oldRecord, expiresAt: until, now: now)
-                case .none: break
+                naming.withRecordKey(name: request.name, key: oldKey) { oldRecord in
+                    switch request.oldKeyPolicy(configuration.rememberRotation) {
+                    case .remove: zone.delete(ZoneKey(bytes: oldRecord))
+                    case .keepStale(let until): zone.expireNoLater(ZoneKey(bytes: oldRecord), expiresAt: until, now: now)
+                    case .none: break
+                    }
                 }
             }
             guard let metadata = request.metadata else { return }
             var entries = SessionIndexCodec.entry(key: request.key, expiry: request.expiry)
             if let oldKey = request.oldKey { entries += SessionIndexCodec.tombstone(key: oldKey) }
             for (audience, subject) in metadata.pairs {
-                try zone.appendIndex(
-                    naming.indexKey(name: request.name, audience: audience, subject: subject),
-                    entries: entries, latestExpiry: request.expiry, now: now)
+                try naming.withIndexKey(name: request.name, audience: audience, subject: subject) { index in
+                    try zone.appendIndex(ZoneKey(bytes: index), entries: entries, latestExpiry: request.expiry, now: now)
+                }
             }
         }
     }
@@ -100,20 +101,20 @@ public struct MemorySessionStore: SessionStore {
     public func get(name: String, key: String, currentTime: Int) async throws -> String? {
         try instrumentation.observeSync(.get) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
-            return zone.get(naming.recordKey(name: name, key: key), now: currentTime)
+            return naming.withRecordKey(name: name, key: key) { zone.get(ZoneKey(bytes: $0), now: currentTime) }
         }
     }
 
     public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
         try instrumentation.observeSync(.delete) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
-            zone.delete(naming.recordKey(name: name, key: key))
+            naming.withRecordKey(name: name, key: key) { _ = zone.delete(ZoneKey(bytes: $0)) }
             guard let metadata else { return }
             let tombstone = SessionIndexCodec.tombstone(key: key)
             for (audience, subject) in metadata.pairs {
-                try zone.appendIndex(
-                    naming.indexKey(name: name, audience: audience, subject: subject),
-                    entries: tombstone, latestExpiry: currentTime, now: currentTime)
+                try naming.withIndexKey(name: name, audience: audience, subject: subject) { index in
+                    try zone.appendIndex(ZoneKey(bytes: index), entries: tombstone, latestExpiry: currentTime, now: currentTime)
+                }
             }
         }
     }
@@ -121,8 +122,10 @@ public struct MemorySessionStore: SessionStore {
     public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
         try instrumentation.observeSync(.readMetadata) {
             try SessionStoreValidation.index(name: name, audience: audience, subject: subject, currentTime: currentTime)
-            guard let index = zone.get(naming.indexKey(name: name, audience: audience, subject: subject), now: currentTime)
-            else { return [:] }
+            let index = naming.withIndexKey(name: name, audience: audience, subject: subject) {
+                zone.get(ZoneKey(bytes: $0), now: currentTime)
+            }
+            guard let index else { return [:] }
             return SessionIndexCodec.live(index, currentTime: currentTime)
         }
     }

@@ -79,42 +79,13 @@ public final class MemoryZone: @unchecked Sendable {
     }
 
     @inline(__always)
-    private func shard(_ key: String) -> UnsafeMutablePointer<Mutex<MemoryZoneShardState>> {
-        guard shardMask != 0 else { return shardAt(0) }
-        // A hash of the last 16 bytes: session ids and subjects differ there, and the
-        // dictionary inside the shard hashes the whole key again anyway.
-        let hash = Self.shardHash(key)
-        return shardAt(Int(truncatingIfNeeded: hash >> 32) & shardMask)
+    private func shard(_ key: ZoneKey) -> UnsafeMutablePointer<Mutex<MemoryZoneShardState>> {
+        // The top bits pick the shard; the shard's table uses the low 32 bits.
+        shardAt(Int(truncatingIfNeeded: key.hash >> 56) & shardMask)
     }
 
-    @inline(__always)
-    private static func shardHash(_ key: String) -> UInt64 {
-        if let hash = key.utf8.withContiguousStorageIfAvailable({ shardHash($0) }) { return hash }
-        var key = key
-        return key.withUTF8 { shardHash($0) }
-    }
-
-    @inline(__always)
-    private static func shardHash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        guard bytes.count >= 16, let base = bytes.baseAddress else {
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-            return hash ^ UInt64(bytes.count)
-        }
-        // The last 16 bytes as two words, mixed by multiplications (a few cycles instead of 16
-        // dependent byte steps). Not a defence against chosen keys: the dictionary of a shard
-        // hashes with the process's random seed; at worst chosen keys share one shard's lock.
-        let tail = UnsafeRawPointer(base + bytes.count - 16)
-        let low = tail.loadUnaligned(as: UInt64.self)
-        let high = tail.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
-        var hash = (low &* 0x9e37_79b9_7f4a_7c15) ^ (high &* 0xc2b2_ae3d_27d4_eb4f) ^ UInt64(bytes.count)
-        hash ^= hash >> 29
-        hash = hash &* 0xbf58_476d_1ce4_e5b9
-        return hash ^ (hash >> 32)
-    }
-
-    private func checkSize(key: String, value: String) throws {
-        let size = key.utf8.count + value.utf8.count + Self.entryOverhead
+    private func checkSize(keyCount: Int, value: String) throws {
+        let size = keyCount + value.utf8.count + Self.entryOverhead
         guard size <= maximumEntrySize else {
             throw SessionStoreError(
                 .valueTooLarge,
@@ -126,31 +97,30 @@ public final class MemoryZone: @unchecked Sendable {
 
     /// The value of `key`, or `nil` when absent or expired at `now`.
     public func get(_ key: String, now: Int) -> String? {
-        shard(key).pointee.withLock { $0.get(key, now: now) }
+        ZoneKey.with(key) { get($0, now: now) }
     }
 
     /// Stores `value` under `key` until `expiresAt` (exclusive), evicting entries not used recently if needed.
     public func set(_ key: String, value: String, expiresAt: Int, now: Int) throws {
-        try checkSize(key: key, value: value)
-        shard(key).pointee.withLock { $0.set(key, value: value, expiresAt: expiresAt, now: now) }
+        try ZoneKey.with(key) { try set($0, value: value, expiresAt: expiresAt, now: now) }
     }
 
     /// Removes `key`; returns whether it was there.
     @discardableResult
     public func delete(_ key: String) -> Bool {
-        shard(key).pointee.withLock { $0.delete(key) }
+        ZoneKey.with(key) { delete($0) }
     }
 
     /// Moves the expiry of `key` to `expiresAt` only when that is sooner than its current expiry
     /// (never lengthens). Returns whether the entry exists.
     @discardableResult
     public func expireNoLater(_ key: String, expiresAt: Int, now: Int) -> Bool {
-        shard(key).pointee.withLock { $0.expireNoLater(key, expiresAt: expiresAt, now: now) }
+        ZoneKey.with(key) { expireNoLater($0, expiresAt: expiresAt, now: now) }
     }
 
     /// The absolute expiry of `key`, or `nil` when absent or expired.
     public func expiry(of key: String, now: Int) -> Int? {
-        shard(key).pointee.withLock { $0.expiry(of: key, now: now) }
+        ZoneKey.with(key) { key in shard(key).pointee.withLock { $0.expiry(of: key, now: now) } }
     }
 
     /// Atomically appends index entries (`KEY:EXP;` / `KEY;`, see ``SessionIndexCodec``) to the
@@ -158,7 +128,33 @@ public final class MemoryZone: @unchecked Sendable {
     /// when it holds far more entries than live sessions. Under the shard's lock: no concurrent
     /// append is ever lost.
     public func appendIndex(_ key: String, entries: String, latestExpiry: Int, now: Int) throws {
-        try checkSize(key: key, value: entries)
+        try ZoneKey.with(key) { try appendIndex($0, entries: entries, latestExpiry: latestExpiry, now: now) }
+    }
+
+    // The same operations on a key given as bytes (``ZoneKey``): the store builds its key names
+    // in a stack buffer, so a lookup allocates no key string; one is made only for a new entry.
+
+    func get(_ key: ZoneKey, now: Int) -> String? {
+        shard(key).pointee.withLock { $0.get(key, now: now) }
+    }
+
+    func set(_ key: ZoneKey, value: String, expiresAt: Int, now: Int) throws {
+        try checkSize(keyCount: key.bytes.count, value: value)
+        shard(key).pointee.withLock { $0.set(key, value: value, expiresAt: expiresAt, now: now) }
+    }
+
+    @discardableResult
+    func delete(_ key: ZoneKey) -> Bool {
+        shard(key).pointee.withLock { $0.delete(key) }
+    }
+
+    @discardableResult
+    func expireNoLater(_ key: ZoneKey, expiresAt: Int, now: Int) -> Bool {
+        shard(key).pointee.withLock { $0.expireNoLater(key, expiresAt: expiresAt, now: now) }
+    }
+
+    func appendIndex(_ key: ZoneKey, entries: String, latestExpiry: Int, now: Int) throws {
+        try checkSize(keyCount: key.bytes.count, value: entries)
         try shard(key).pointee.withLock { state in
             try state.appendIndex(key, entries: entries, latestExpiry: latestExpiry, now: now, limit: maximumEntrySize)
         }
@@ -181,7 +177,7 @@ public final class MemoryZone: @unchecked Sendable {
 
     /// The number of entries, expired ones not yet reclaimed included.
     public var count: Int {
-        (0..<shardCount).reduce(0) { total, index in total + shardAt(index).pointee.withLock { $0.map.count } }
+        (0..<shardCount).reduce(0) { total, index in total + shardAt(index).pointee.withLock { $0.table.count } }
     }
 
     /// Removes every entry.
@@ -192,7 +188,7 @@ public final class MemoryZone: @unchecked Sendable {
     }
 }
 
-/// One shard: a hash map into an array of nodes, evicted by an approximate LRU (CLOCK with a
+/// One shard: a hash table (``ZoneTable``) into an array of nodes, evicted by an approximate LRU (CLOCK with a
 /// small per-entry credit). Array slots are reused through a free list.
 ///
 /// A read gives its entry ``readCredit``, a new entry ``insertCredit``; when the shard is over
@@ -219,6 +215,8 @@ struct MemoryZoneShardState: ~Copyable {
         var key: String
         /// For index strings: the number of live entries at the last compaction.
         var liveAtCompaction: Int32
+        /// The key's hash fragment (``ZoneKey/fragment``), to find its table entry on removal.
+        var fragment: UInt32
     }
 
     /// Credit of an entry just read or overwritten.
@@ -227,7 +225,7 @@ struct MemoryZoneShardState: ~Copyable {
     static let insertCredit: UInt8 = 1
 
     let budget: Int
-    var map: [String: Int] = [:]
+    var table = ZoneTable()
     var nodes: [Node] = []
     var free: [Int] = []
     /// The eviction hand: the next slot it looks at.
@@ -236,8 +234,14 @@ struct MemoryZoneShardState: ~Copyable {
 
     init(budget: Int) { self.budget = budget }
 
-    mutating func get(_ key: String, now: Int) -> String? {
-        guard let slot = map[key] else { return nil }
+    /// The node slot of `key`.
+    @inline(__always)
+    func slot(of key: ZoneKey) -> Int? {
+        table.find(fragment: key.fragment) { key.matches(nodes[$0].key) }
+    }
+
+    mutating func get(_ key: ZoneKey, now: Int) -> String? {
+        guard let slot = slot(of: key) else { return nil }
         if nodes[slot].expiresAt <= now {
             remove(slot: slot)
             return nil
@@ -247,8 +251,8 @@ struct MemoryZoneShardState: ~Copyable {
         return nodes[slot].value
     }
 
-    func expiry(of key: String, now: Int) -> Int? {
-        guard let slot = map[key], nodes[slot].expiresAt > now else { return nil }
+    func expiry(of key: ZoneKey, now: Int) -> Int? {
+        guard let slot = slot(of: key), nodes[slot].expiresAt > now else { return nil }
         return nodes[slot].expiresAt
     }
 
@@ -275,12 +279,20 @@ struct MemoryZoneShardState: ~Copyable {
     /// - Parameter valueIsOwned: `value` was built by the zone itself (an index appended to or
     ///   compacted under the lock), so it is stored without a copy.
     mutating func set(
-        _ key: String, value: String, expiresAt: Int, now: Int, liveAtCompaction: Int = 0, valueIsOwned: Bool = false
+        _ key: ZoneKey, value: String, expiresAt: Int, now: Int, liveAtCompaction: Int = 0, valueIsOwned: Bool = false
+    ) {
+        set(key, existing: slot(of: key), value: value, expiresAt: expiresAt, now: now,
+            liveAtCompaction: liveAtCompaction, valueIsOwned: valueIsOwned)
+    }
+
+    /// ``set(_:value:expiresAt:now:liveAtCompaction:valueIsOwned:)`` with the key's slot already looked up.
+    private mutating func set(
+        _ key: ZoneKey, existing: Int?, value: String, expiresAt: Int, now: Int, liveAtCompaction: Int, valueIsOwned: Bool
     ) {
         let valueCount = value.utf8.count
-        let size = key.utf8.count + valueCount + MemoryZone.entryOverhead
+        let size = key.bytes.count + valueCount + MemoryZone.entryOverhead
         let kept: Int
-        if let slot = map[key] {
+        if let slot = existing {
             kept = slot
             usedBytes += size - nodes[slot].size
             if valueIsOwned {
@@ -297,8 +309,9 @@ struct MemoryZoneShardState: ~Copyable {
         } else {
             let node = Node(
                 value: valueIsOwned ? value : Self.ownedCopy(value), expiresAt: expiresAt, credit: Self.insertCredit,
-                valueCapacity: valueIsOwned ? 0 : Self.capacity(of: valueCount), size: size, key: key,
-                liveAtCompaction: Int32(clamping: liveAtCompaction))
+                valueCapacity: valueIsOwned ? 0 : Self.capacity(of: valueCount), size: size,
+                key: String(decoding: key.bytes, as: UTF8.self),
+                liveAtCompaction: Int32(clamping: liveAtCompaction), fragment: key.fragment)
             let slot: Int
             if let reused = free.popLast() {
                 nodes[reused] = node
@@ -307,7 +320,7 @@ struct MemoryZoneShardState: ~Copyable {
                 slot = nodes.count
                 nodes.append(node)
             }
-            map[key] = slot
+            table.insert(fragment: key.fragment, node: slot)
             usedBytes += size
             kept = slot
         }
@@ -345,14 +358,14 @@ struct MemoryZoneShardState: ~Copyable {
     }
 
     @discardableResult
-    mutating func delete(_ key: String) -> Bool {
-        guard let slot = map[key] else { return false }
+    mutating func delete(_ key: ZoneKey) -> Bool {
+        guard let slot = slot(of: key) else { return false }
         remove(slot: slot)
         return true
     }
 
-    mutating func expireNoLater(_ key: String, expiresAt: Int, now: Int) -> Bool {
-        guard let slot = map[key] else { return false }
+    mutating func expireNoLater(_ key: ZoneKey, expiresAt: Int, now: Int) -> Bool {
+        guard let slot = slot(of: key) else { return false }
         if nodes[slot].expiresAt <= now {
             remove(slot: slot)
             return false
@@ -367,11 +380,12 @@ struct MemoryZoneShardState: ~Copyable {
         return true
     }
 
-    mutating func appendIndex(_ key: String, entries: String, latestExpiry: Int, now: Int, limit: Int) throws {
-        guard let slot = map[key], nodes[slot].expiresAt > now else {
-            if let slot = map[key] { remove(slot: slot) }
+    mutating func appendIndex(_ key: ZoneKey, entries: String, latestExpiry: Int, now: Int, limit: Int) throws {
+        let found = slot(of: key)
+        guard let slot = found, nodes[slot].expiresAt > now else {
+            if let found { remove(slot: found) }
             guard latestExpiry > now else { return }
-            set(key, value: entries, expiresAt: latestExpiry, now: now, liveAtCompaction: 0)
+            set(key, existing: nil, value: entries, expiresAt: latestExpiry, now: now, liveAtCompaction: 0, valueIsOwned: false)
             return
         }
         var value = nodes[slot].value
@@ -379,7 +393,7 @@ struct MemoryZoneShardState: ~Copyable {
         let expiresAt = max(nodes[slot].expiresAt, latestExpiry)
         let count = SessionIndexCodec.entryCount(value)
         let live = Int(nodes[slot].liveAtCompaction)
-        if count > 2 * live + 16 || key.utf8.count + value.utf8.count + MemoryZone.entryOverhead > limit {
+        if count > 2 * live + 16 || key.bytes.count + value.utf8.count + MemoryZone.entryOverhead > limit {
             // Compact: keep only live entries; the index then expires with its latest member.
             let current = SessionIndexCodec.live(value, currentTime: now)
             if current.isEmpty {
@@ -387,15 +401,15 @@ struct MemoryZoneShardState: ~Copyable {
                 return
             }
             let compacted = SessionIndexCodec.compact(current)
-            guard key.utf8.count + compacted.index.utf8.count + MemoryZone.entryOverhead <= limit else {
+            guard key.bytes.count + compacted.index.utf8.count + MemoryZone.entryOverhead <= limit else {
                 throw SessionStoreError(
                     .valueTooLarge, message: "the index exceeds the memory zone's entry limit", backend: "memory")
             }
             set(
-                key, value: compacted.index, expiresAt: compacted.latestExpiry, now: now,
+                key, existing: slot, value: compacted.index, expiresAt: compacted.latestExpiry, now: now,
                 liveAtCompaction: current.count, valueIsOwned: true)
         } else {
-            set(key, value: value, expiresAt: expiresAt, now: now, liveAtCompaction: live, valueIsOwned: true)
+            set(key, existing: slot, value: value, expiresAt: expiresAt, now: now, liveAtCompaction: live, valueIsOwned: true)
         }
     }
 
@@ -432,7 +446,7 @@ struct MemoryZoneShardState: ~Copyable {
     }
 
     private mutating func remove(slot: Int) {
-        map[nodes[slot].key] = nil
+        table.remove(fragment: nodes[slot].fragment, node: slot)
         usedBytes -= nodes[slot].size
         nodes[slot].key = ""
         nodes[slot].value = ""
