@@ -161,7 +161,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
 
     // MARK: - the four operations
 
-    public func set(_ request: SessionSetRequest) async throws {
+    nonisolated(nonsending) public func set(_ request: SessionSetRequest) async throws {
         try await instrumentation.observe(.set) {
             try request.validate()
             let recordKey = try escapedRecordKey(name: request.name, key: request.key)
@@ -189,7 +189,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
         }
     }
 
-    public func get(name: String, key: String, currentTime: Int) async throws -> String? {
+    nonisolated(nonsending) public func get(name: String, key: String, currentTime: Int) async throws -> String? {
         try await instrumentation.observe(.get) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             let recordKey = try escapedRecordKey(name: name, key: key)
@@ -204,7 +204,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
         }
     }
 
-    public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
+    nonisolated(nonsending) public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
         try await instrumentation.observe(.delete) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             let recordKey = try escapedRecordKey(name: name, key: key)
@@ -220,7 +220,7 @@ public final class MemcachedSessionStore: SessionStore, Service {
         }
     }
 
-    public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
+    nonisolated(nonsending) public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
         try await instrumentation.observe(.readMetadata) {
             try SessionStoreValidation.index(name: name, audience: audience, subject: subject, currentTime: currentTime)
             let indexKey = try escapedKey(naming.indexKey(name: name, audience: audience, subject: subject))

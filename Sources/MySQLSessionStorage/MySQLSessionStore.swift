@@ -119,7 +119,7 @@ public struct MySQLSessionStore: SessionStore, Service {
 
     // MARK: - the four operations
 
-    public func set(_ request: SessionSetRequest) async throws {
+    nonisolated(nonsending) public func set(_ request: SessionSetRequest) async throws {
         try await instrumentation.observe(.set) {
             try request.validate()
             try validateKey(request.key)
@@ -166,7 +166,7 @@ public struct MySQLSessionStore: SessionStore, Service {
         }
     }
 
-    public func get(name: String, key: String, currentTime: Int) async throws -> String? {
+    nonisolated(nonsending) public func get(name: String, key: String, currentTime: Int) async throws -> String? {
         try await instrumentation.observe(.get) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             try validateKey(key)
@@ -177,7 +177,7 @@ public struct MySQLSessionStore: SessionStore, Service {
         }
     }
 
-    public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
+    nonisolated(nonsending) public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
         try await instrumentation.observe(.delete) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             try validateKey(key)
@@ -186,7 +186,7 @@ public struct MySQLSessionStore: SessionStore, Service {
         }
     }
 
-    public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
+    nonisolated(nonsending) public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
         try await instrumentation.observe(.readMetadata) {
             try SessionStoreValidation.index(name: name, audience: audience, subject: subject, currentTime: currentTime)
             try validateText(audience, what: "audience")

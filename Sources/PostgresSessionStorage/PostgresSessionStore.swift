@@ -118,7 +118,7 @@ public final class PostgresSessionStore: SessionStore, Service {
     // MARK: - SessionStore
 
     /// Upserts the record, rotates the old one and updates the metadata rows in one statement.
-    public func set(_ request: SessionSetRequest) async throws {
+    nonisolated(nonsending) public func set(_ request: SessionSetRequest) async throws {
         try await instrumentation.observe(.set) {
             try request.validate()
             try Self.checkText(request.name, request.key, request.value)
@@ -155,7 +155,7 @@ public final class PostgresSessionStore: SessionStore, Service {
     }
 
     /// The value of `key` when its `exp` is at or after `currentTime`.
-    public func get(name: String, key: String, currentTime: Int) async throws -> String? {
+    nonisolated(nonsending) public func get(name: String, key: String, currentTime: Int) async throws -> String? {
         try await instrumentation.observe(.get) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             try Self.checkText(name, key)
@@ -175,7 +175,7 @@ public final class PostgresSessionStore: SessionStore, Service {
 
     /// Deletes the record (its metadata rows follow by cascade) and the metadata rows of the
     /// given pairs.
-    public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
+    nonisolated(nonsending) public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
         try await instrumentation.observe(.delete) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             try Self.checkText(name, key)
@@ -196,7 +196,7 @@ public final class PostgresSessionStore: SessionStore, Service {
     }
 
     /// Every session of (audience, subject) whose `exp` is at or after `currentTime`: sid → exp.
-    public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
+    nonisolated(nonsending) public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
         try await instrumentation.observe(.readMetadata) {
             try SessionStoreValidation.index(name: name, audience: audience, subject: subject, currentTime: currentTime)
             try Self.checkText(name, audience, subject)

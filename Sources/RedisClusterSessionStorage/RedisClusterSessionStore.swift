@@ -45,7 +45,7 @@ public struct RedisClusterSessionStore: SessionStore, Service {
 
     // MARK: SessionStore
 
-    public func set(_ request: SessionSetRequest) async throws {
+    nonisolated(nonsending) public func set(_ request: SessionSetRequest) async throws {
         try request.validate()
         try await instrumentation.observe(.set) {
             if let maximum = configuration.maximumValueSize, request.value.utf8.count > maximum {
@@ -56,7 +56,7 @@ public struct RedisClusterSessionStore: SessionStore, Service {
         }
     }
 
-    public func get(name: String, key: String, currentTime: Int) async throws -> String? {
+    nonisolated(nonsending) public func get(name: String, key: String, currentTime: Int) async throws -> String? {
         try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
         return try await instrumentation.observe(.get) {
             let reply = try await run { try await client.send(.get(naming.recordKey(name: name, key: key))) }
@@ -68,7 +68,7 @@ public struct RedisClusterSessionStore: SessionStore, Service {
         }
     }
 
-    public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
+    nonisolated(nonsending) public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
         try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
         try await instrumentation.observe(.delete) {
             let commands = RedisSessionCommands.delete(
@@ -78,7 +78,7 @@ public struct RedisClusterSessionStore: SessionStore, Service {
         }
     }
 
-    public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
+    nonisolated(nonsending) public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
         try SessionStoreValidation.index(name: name, audience: audience, subject: subject, currentTime: currentTime)
         return try await instrumentation.observe(.readMetadata) {
             let index = naming.indexKey(name: name, audience: audience, subject: subject)

@@ -14,20 +14,20 @@
 /// ``SessionStoreError/Code``.
 public protocol SessionStore: Sendable {
     /// Stores a session record; see ``SessionSetRequest`` for the meaning of every field.
-    func set(_ request: SessionSetRequest) async throws
+    nonisolated(nonsending) func set(_ request: SessionSetRequest) async throws
 
     /// Returns the value stored under `key`, or `nil` when it is absent or expired at `currentTime`.
-    func get(name: String, key: String, currentTime: Int) async throws -> String?
+    nonisolated(nonsending) func get(name: String, key: String, currentTime: Int) async throws -> String?
 
     /// Removes the record `key`, and drops `key` from the index of every (audience, subject)
     /// pair in `metadata`.
-    func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws
+    nonisolated(nonsending) func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws
 
     /// Every live session of `subject` for `audience`: session key → expiry (Unix seconds).
     ///
     /// Entries that expired at or before `currentTime` are left out. An empty dictionary means
     /// "no sessions"; a failure to reach the store is an error, never an empty result.
-    func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int]
+    nonisolated(nonsending) func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int]
 }
 
 /// What ``SessionStore/set(_:)`` stores.
@@ -139,7 +139,7 @@ extension SessionStore {
     /// Inlinable: the request is built in the caller, so a call through `any SessionStore` is
     /// one async call (the store's ``set(_:)``), not two.
     @inlinable
-    public func set(
+    nonisolated(nonsending) public func set(
         name: String,
         key: String,
         value: String,
@@ -160,7 +160,7 @@ extension SessionStore {
 
     /// Removes the record `key` without touching any index.
     @inlinable
-    public func delete(name: String, key: String, currentTime: Int) async throws {
+    nonisolated(nonsending) public func delete(name: String, key: String, currentTime: Int) async throws {
         try await self.delete(name: name, key: key, currentTime: currentTime, metadata: nil)
     }
 }

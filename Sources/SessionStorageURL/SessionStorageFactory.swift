@@ -131,19 +131,19 @@ public struct ConfiguredSessionStore: SessionStore, Service, CustomStringConvert
 
     public var description: String { "ConfiguredSessionStore(\(redactedURL))" }
 
-    public func set(_ request: SessionSetRequest) async throws {
+    nonisolated(nonsending) public func set(_ request: SessionSetRequest) async throws {
         try await store.set(request)
     }
 
-    public func get(name: String, key: String, currentTime: Int) async throws -> String? {
+    nonisolated(nonsending) public func get(name: String, key: String, currentTime: Int) async throws -> String? {
         try await store.get(name: name, key: key, currentTime: currentTime)
     }
 
-    public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
+    nonisolated(nonsending) public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
         try await store.delete(name: name, key: key, currentTime: currentTime, metadata: metadata)
     }
 
-    public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
+    nonisolated(nonsending) public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
         try await store.readMetadata(name: name, audience: audience, subject: subject, currentTime: currentTime)
     }
 }

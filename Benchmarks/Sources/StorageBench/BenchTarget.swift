@@ -4,13 +4,13 @@ import SessionStorage
 /// What the load generator drives: one storage, or a reference to compare it with.
 protocol BenchTarget: Sendable {
     /// Stores `value` under `key` for `ttl` seconds.
-    func set(key: String, value: String, ttl: Int, now: Int) async throws
+    nonisolated(nonsending) func set(key: String, value: String, ttl: Int, now: Int) async throws
     /// Reads `key`.
-    func get(key: String, now: Int) async throws -> String?
+    nonisolated(nonsending) func get(key: String, now: Int) async throws -> String?
     /// Stores a session with rotation and two index pairs (the session core's write path).
-    func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws
+    nonisolated(nonsending) func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws
     /// Lists a subject's sessions.
-    func readMetadata(audience: String, subject: String, now: Int) async throws -> Int
+    nonisolated(nonsending) func readMetadata(audience: String, subject: String, now: Int) async throws -> Int
 }
 
 /// Any storage of this project.
@@ -20,22 +20,22 @@ struct StoreTarget: BenchTarget {
     // The wrappers of both sides are inlined into the load loop (no async frame of their own):
     // what is measured is the store's call and the reference's call.
     @inline(__always)
-    func set(key: String, value: String, ttl: Int, now: Int) async throws {
+    nonisolated(nonsending) func set(key: String, value: String, ttl: Int, now: Int) async throws {
         try await store.set(name: "session", key: key, value: value, ttl: ttl, currentTime: now)
     }
 
     @inline(__always)
-    func get(key: String, now: Int) async throws -> String? {
+    nonisolated(nonsending) func get(key: String, now: Int) async throws -> String? {
         try await store.get(name: "session", key: key, currentTime: now)
     }
 
-    func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws {
+    nonisolated(nonsending) func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws {
         try await store.set(
             name: "session", key: key, value: value, ttl: ttl, currentTime: now, oldKey: oldKey, staleTTL: 10,
             metadata: metadata)
     }
 
-    func readMetadata(audience: String, subject: String, now: Int) async throws -> Int {
+    nonisolated(nonsending) func readMetadata(audience: String, subject: String, now: Int) async throws -> Int {
         try await store.readMetadata(name: "session", audience: audience, subject: subject, currentTime: now).count
     }
 }
@@ -45,20 +45,20 @@ struct HummingbirdMemoryTarget: BenchTarget {
     let driver = MemoryPersistDriver()
 
     @inline(__always)
-    func set(key: String, value: String, ttl: Int, now: Int) async throws {
+    nonisolated(nonsending) func set(key: String, value: String, ttl: Int, now: Int) async throws {
         try await driver.set(key: "session:" + key, value: value, expires: .seconds(ttl))
     }
 
     @inline(__always)
-    func get(key: String, now: Int) async throws -> String? {
+    nonisolated(nonsending) func get(key: String, now: Int) async throws -> String? {
         try await driver.get(key: "session:" + key, as: String.self)
     }
 
-    func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws {
+    nonisolated(nonsending) func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws {
         try await driver.set(key: "session:" + key, value: value, expires: .seconds(ttl))
     }
 
-    func readMetadata(audience: String, subject: String, now: Int) async throws -> Int { 0 }
+    nonisolated(nonsending) func readMetadata(audience: String, subject: String, now: Int) async throws -> Int { 0 }
 }
 
 /// The memory zone alone, without the store's validation, naming and instrumentation: shows
@@ -66,29 +66,29 @@ struct HummingbirdMemoryTarget: BenchTarget {
 struct ZoneTarget: BenchTarget {
     let zone = MemoryZone(name: "bench-zone", capacity: 512 << 20)
 
-    func set(key: String, value: String, ttl: Int, now: Int) async throws {
+    nonisolated(nonsending) func set(key: String, value: String, ttl: Int, now: Int) async throws {
         try zone.set("session:" + key, value: value, expiresAt: now + ttl, now: now)
     }
 
-    func get(key: String, now: Int) async throws -> String? {
+    nonisolated(nonsending) func get(key: String, now: Int) async throws -> String? {
         zone.get("session:" + key, now: now)
     }
 
-    func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws {
+    nonisolated(nonsending) func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws {
         try zone.set("session:" + key, value: value, expiresAt: now + ttl, now: now)
     }
 
-    func readMetadata(audience: String, subject: String, now: Int) async throws -> Int { 0 }
+    nonisolated(nonsending) func readMetadata(audience: String, subject: String, now: Int) async throws -> Int { 0 }
 }
 
 /// No storage at all: what the benchmark loop itself costs per operation (clock read, latency
 /// record, key choice and key string, the call).
 struct NoopTarget: BenchTarget {
-    @inline(never) func set(key: String, value: String, ttl: Int, now: Int) async throws {}
+    @inline(never) nonisolated(nonsending) func set(key: String, value: String, ttl: Int, now: Int) async throws {}
 
-    @inline(never) func get(key: String, now: Int) async throws -> String? { nil }
+    @inline(never) nonisolated(nonsending) func get(key: String, now: Int) async throws -> String? { nil }
 
-    func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws {}
+    nonisolated(nonsending) func setRotating(key: String, oldKey: String, value: String, ttl: Int, now: Int, metadata: SessionMetadata) async throws {}
 
-    func readMetadata(audience: String, subject: String, now: Int) async throws -> Int { 0 }
+    nonisolated(nonsending) func readMetadata(audience: String, subject: String, now: Int) async throws -> Int { 0 }
 }

@@ -71,7 +71,7 @@ public struct MemorySessionStore: SessionStore {
         self.instrumentation = SessionStoreInstrumentation(backend: "memory", logger: logger, metricsFactory: metricsFactory)
     }
 
-    public func set(_ request: SessionSetRequest) async throws {
+    nonisolated(nonsending) public func set(_ request: SessionSetRequest) async throws {
         try instrumentation.observeSync(.set) {
             try request.validate()
             let now = request.currentTime
@@ -98,14 +98,14 @@ public struct MemorySessionStore: SessionStore {
         }
     }
 
-    public func get(name: String, key: String, currentTime: Int) async throws -> String? {
+    nonisolated(nonsending) public func get(name: String, key: String, currentTime: Int) async throws -> String? {
         try instrumentation.observeSync(.get) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             return naming.withRecordKey(name: name, key: key) { zone.get(ZoneKey(bytes: $0), now: currentTime) }
         }
     }
 
-    public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
+    nonisolated(nonsending) public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
         try instrumentation.observeSync(.delete) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             naming.withRecordKey(name: name, key: key) { _ = zone.delete(ZoneKey(bytes: $0)) }
@@ -119,7 +119,7 @@ public struct MemorySessionStore: SessionStore {
         }
     }
 
-    public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
+    nonisolated(nonsending) public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
         try instrumentation.observeSync(.readMetadata) {
             try SessionStoreValidation.index(name: name, audience: audience, subject: subject, currentTime: currentTime)
             let index = naming.withIndexKey(name: name, audience: audience, subject: subject) {
