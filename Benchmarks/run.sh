@@ -123,33 +123,75 @@ mysql)
     ;;
 redis | redis-cluster)
     start_services
-    echo "| load | redis-benchmark req/s | our ops/s | ratio | our p50 µs | our p99 µs | redis-benchmark p50 µs |"
-    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    echo "| load | redis-benchmark req/s | our ops/s | ratio | our p50 µs | our p99 µs | redis-benchmark p50 µs | CPU µs/op redis-benchmark + servers | CPU µs/op ours + servers |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     if [[ $suite == redis ]]; then
         ref_args=(-h 127.0.0.1 -p "$REDIS_PORT")
         our_args=(--backend redis --port "$REDIS_PORT")
+        nodes=127.0.0.1:$REDIS_PORT
+        auth=()
     else
         first=${REDIS_CLUSTER_NODES%%,*}
         ref_args=(--cluster -h "${first%:*}" -p "${first#*:}" -a "$REDIS_CLUSTER_PASSWORD")
         our_args=(--backend redis-cluster --nodes "$REDIS_CLUSTER_NODES" --password "$REDIS_CLUSTER_PASSWORD")
+        nodes=$REDIS_CLUSTER_NODES
+        auth=(-a "$REDIS_CLUSTER_PASSWORD" --no-auth-warning)
     fi
-    for op in set get; do
+    # CPU per operation of the servers (every node of a cluster: masters and their replicas,
+    # which apply each write again), from /proc, around each tool's run.
+    pids=()
+    for node in ${nodes//,/ }; do
+        pids+=("$(redis-cli -h "${node%:*}" -p "${node#*:}" "${auth[@]}" info server | tr -d '\r' | sed -n 's/^process_id://p')")
+    done
+    server_ticks() {
+        local t=0 p f
+        for p in "${pids[@]}"; do
+            read -ra f < <(sed 's/.*) //' "/proc/$p/stat")
+            t=$((t + f[11] + f[12]))
+        done
+        echo "$t"
+    }
+    # redis-benchmark's `-t set` sends `SET key value` with no expiry; the store sends
+    # `SET key value EX ttl` (a session expires), which costs the servers more (the key's expiry
+    # is set on the master and on its replica). The `set EX` row runs that very command in
+    # redis-benchmark, for reference (the goal compares with `-t set`).
+    value=$(head -c 1024 /dev/zero | tr '\0' x)
+    cpu_file=$(mktemp)
+    tag=""
+    [[ $suite == redis-cluster ]] && tag="{tag}:"
+    for op in set get "set EX"; do
+        if [[ $op == "set EX" ]]; then
+            test_args=(SET "key:${tag}__rand_int__" "$value" EX 3600)
+            mix=set=100
+            label="set, 1 KiB, 50 concurrent, redis-benchmark sending SET … EX 3600 as the store does"
+        else
+            test_args=(-t "$op" -d 1024)
+            mix=$op=100
+            label="$op, 1 KiB, 50 concurrent"
+        fi
         # as many requests as the reference serves in about SECONDS seconds (first a short probe)
-        probe=$(redis-benchmark "${ref_args[@]}" -t "$op" -d 1024 -c 50 -r 10000 -n 20000 --csv 2>/dev/null | tail -1)
+        probe=$(redis-benchmark "${ref_args[@]}" -c 50 -r 10000 -n 20000 --csv "${test_args[@]}" 2>/dev/null | tail -1)
         rate=$(tr -d '"' <<<"$probe" | cut -d, -f2)
         n=$(awk -v r="$rate" -v s="$seconds" 'BEGIN { printf "%d", r * s }')
-        ref=$(redis-benchmark "${ref_args[@]}" -t "$op" -d 1024 -c 50 -r 10000 -n "$n" --csv 2>/dev/null | tail -1)
+        t0=$(server_ticks)
+        ref=$(/usr/bin/time -o "$cpu_file" -f "CPU %U %S" redis-benchmark "${ref_args[@]}" -c 50 -r 10000 -n "$n" --csv "${test_args[@]}" 2>/dev/null | tail -1)
+        t1=$(server_ticks)
+        ref_cpu=$(awk -v l="$(grep '^CPU ' "$cpu_file")" -v n="$n" -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" \
+            'BEGIN { split(l, f, " "); printf "%.1f + %.1f", (f[2] + f[3]) * 1e6 / n, (b - a) * 1e6 / hz / n }')
         echo "redis-benchmark $op: $ref" >&2
         ref_ops=$(tr -d '"' <<<"$ref" | cut -d, -f2)
         ref_p50=$(tr -d '"' <<<"$ref" | cut -d, -f5)
-        a=$("$bench" "${our_args[@]}" --tasks 50 --pool-size "${POOL_SIZE:-16}" --seconds "$seconds" --mix "$op=100" --keys 10000)
+        a=$("$bench" "${our_args[@]}" --tasks 50 --pool-size "${POOL_SIZE:-16}" --seconds "$seconds" --mix "$mix" --keys 10000 \
+            --server-pid "$(IFS=,; echo "${pids[*]}")")
         echo "$a" >&2
-        echo "| $op, 1 KiB, 50 concurrent | ${ref_ops%.*} | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_ops")× | $(field p50_us "$a") | $(field p99_us "$a") | $(awk -v m="$ref_p50" 'BEGIN { printf "%.1f", m * 1000 }') |"
+        our_cpu=$(awk -v c="$(field cpu_ns_per_op "$a")" -v s="$(field server_cpu_ns_per_op "$a")" 'BEGIN { printf "%.1f + %.1f", c / 1000, s / 1000 }')
+        echo "| $label | ${ref_ops%.*} | $(field ops_per_sec "$a") | $(ratio "$(field ops_per_sec "$a")" "$ref_ops")× | $(field p50_us "$a") | $(field p99_us "$a") | $(awk -v m="$ref_p50" 'BEGIN { printf "%.1f", m * 1000 }') | $ref_cpu | $our_cpu |"
     done
     # the session core's write path: a set with rotation and two (audience, subject) pairs
     a=$("$bench" "${our_args[@]}" --tasks 50 --pool-size "${POOL_SIZE:-16}" --seconds "$seconds" --mix rotate=100 --keys 10000)
     echo "$a" >&2
-    echo "| set with rotation + 2 index pairs, 50 concurrent | (no reference) | $(field ops_per_sec "$a") | | $(field p50_us "$a") | $(field p99_us "$a") | |"
+    echo "| set with rotation + 2 index pairs, 50 concurrent | (no reference) | $(field ops_per_sec "$a") | | $(field p50_us "$a") | $(field p99_us "$a") | | | |"
+    rm -f "$cpu_file"
     ;;
 memory)
     echo "| load | cores / tasks | memory store ops/s | MemoryPersistDriver ops/s | ratio | memory store p99 µs | reference p99 µs |"

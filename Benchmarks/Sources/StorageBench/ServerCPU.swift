@@ -7,6 +7,20 @@ import Foundation
 struct ServerCPU {
     let pid: Int32
 
+    /// The read and write system calls of a process so far (`/proc/PID/io`; `"self"` for ours).
+    static func syscalls(_ pid: String) -> (reads: Int, writes: Int) {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8) else { return (0, 0) }
+        var reads = 0
+        var writes = 0
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            guard parts.count == 2, let value = Int(parts[1]) else { continue }
+            if parts[0] == "syscr:" { reads = value }
+            if parts[0] == "syscw:" { writes = value }
+        }
+        return (reads, writes)
+    }
+
     /// Seconds of CPU of the tree, and how many children run now.
     func sample() -> (seconds: Double, children: Int) {
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))

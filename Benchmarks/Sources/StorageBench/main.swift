@@ -38,9 +38,9 @@ struct Options {
     var database = "sessdb"
     /// `host:port,host:port,…` of a Redis Cluster
     var nodes = ""
-    /// A local server's PID (PostgreSQL: the postmaster) whose process tree's CPU time per
-    /// operation is printed too.
-    var serverPID: Int32?
+    /// Local servers' PIDs (PostgreSQL: the postmaster; a Redis Cluster: every node's) whose
+    /// process trees' CPU time per operation is printed too.
+    var serverPIDs: [Int32] = []
     /// Event loop threads of the store's own group (PostgreSQL, MySQL); `nil`: the singleton group.
     var eventLoops: Int?
     /// Runs Swift concurrency's global executor on NIO's singleton event loops
@@ -73,7 +73,7 @@ struct Options {
             case "--password": options.password = next()
             case "--database": options.database = next()
             case "--nodes": options.nodes = next()
-            case "--server-pid": options.serverPID = Int32(next())!
+            case "--server-pid": options.serverPIDs = next().split(separator: ",").map { Int32($0)! }
             case "--event-loops": options.eventLoops = Int(next())!
             case "--nio-executor": options.nioExecutor = true
             case "--mix":
@@ -99,10 +99,10 @@ struct Options {
                                          [--user U] [--password P] [--database D]
                     --numeric-keys: keys are the index zero-padded to 43 digits (pgbench's keys) [--tasks N] [--seconds S]
                                          [--warmup S] [--value-bytes B] [--keys K] [--label L]
-                                         [--mix get=90,set=10,rotate=0,read_metadata=0] [--server-pid PID]
+                                         [--mix get=90,set=10,rotate=0,read_metadata=0] [--server-pid PID[,PID…]]
                     --event-loops N: the PostgreSQL or MySQL store on its own group of N event loops
                     --nio-executor: Swift concurrency's global executor on NIO's event loops
-                    --server-pid: also print the CPU time per operation of that local server's process tree
+                    --server-pid: also print the CPU time per operation of those local servers' process trees
                     Prints one line: RESULT label=… ops_per_sec=… p50_us=… p99_us=… p999_us=… errors=…
                     """)
                 exit(0)
@@ -334,8 +334,22 @@ func cpuSeconds() -> Double {
     return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
         + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
 }
-let server = options.serverPID.map(ServerCPU.init)
-let serverStart = server?.sample()
+let servers = options.serverPIDs.map(ServerCPU.init)
+func sampleServers() -> (seconds: Double, children: Int)? {
+    guard !servers.isEmpty else { return nil }
+    return servers.map { $0.sample() }.reduce((seconds: 0.0, children: 0)) {
+        (seconds: $0.seconds + $1.seconds, children: $0.children + $1.children)
+    }
+}
+/// The servers' read and write system calls (their main processes).
+func serverSyscalls() -> (reads: Int, writes: Int) {
+    servers.map { ServerCPU.syscalls(String($0.pid)) }.reduce((reads: 0, writes: 0)) {
+        (reads: $0.reads + $1.reads, writes: $0.writes + $1.writes)
+    }
+}
+let serverStart = sampleServers()
+let serverSyscallsStart = serverSyscalls()
+let syscallsStart = ServerCPU.syscalls("self")
 let cpuStart = cpuSeconds()
 let switchesStart = contextSwitches()
 let started = ContinuousClock.now
@@ -343,7 +357,9 @@ let results = await runLoad(target, seconds: options.seconds, record: true)
 let elapsed = started.duration(to: .now)
 let cpuUsed = cpuSeconds() - cpuStart
 let switches = contextSwitches() - switchesStart
-let serverEnd = server?.sample()
+let serverEnd = sampleServers()
+let serverSyscallsEnd = serverSyscalls()
+let syscallsEnd = ServerCPU.syscalls("self")
 var merged = TaskResult()
 for result in results {
     merged.histogram.add(result.histogram)
@@ -361,10 +377,15 @@ let label = options.label ?? "\(options.backend)-t\(options.tasks)"
 var serverText = ""
 if let serverStart, let serverEnd {
     let nanos = (serverEnd.seconds - serverStart.seconds) * 1e9 / Double(max(merged.operations, 1))
+    let operations = Double(max(merged.operations, 1))
     serverText = " server_cpu_ns_per_op=\(Int(nanos)) server_children=\(serverEnd.children)"
+        + " server_reads_per_op=\(String(format: "%.3f", Double(serverSyscallsEnd.reads - serverSyscallsStart.reads) / operations))"
+        + " server_writes_per_op=\(String(format: "%.3f", Double(serverSyscallsEnd.writes - serverSyscallsStart.writes) / operations))"
 }
 let cpuText = "cpu_ns_per_op=\(Int(cpuUsed * 1e9 / Double(max(merged.operations, 1)))) "
-    + "ctxsw_per_op=\(String(format: "%.2f", Double(switches) / Double(max(merged.operations, 1))))"
+    + "ctxsw_per_op=\(String(format: "%.2f", Double(switches) / Double(max(merged.operations, 1)))) "
+    + "reads_per_op=\(String(format: "%.3f", Double(syscallsEnd.reads - syscallsStart.reads) / Double(max(merged.operations, 1)))) "
+    + "writes_per_op=\(String(format: "%.3f", Double(syscallsEnd.writes - syscallsStart.writes) / Double(max(merged.operations, 1))))"
 print(
     "RESULT label=\(label) backend=\(options.backend) tasks=\(options.tasks) ops=\(merged.operations) "
         + "seconds=\(String(format: "%.2f", seconds)) ops_per_sec=\(Int(opsPerSecond)) "
