@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import RestySession
+import SessionStorageConformance
 
 /// The session core calls BoringSSL directly for SHA-256 and AES-256-GCM (BoringPrimitives.swift).
 /// Each function is checked against swift-crypto's public API on many shapes of input.

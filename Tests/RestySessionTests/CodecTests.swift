@@ -4,6 +4,7 @@ import SessionStorage
 import Testing
 
 @testable import RestySession
+import SessionStorageConformance
 
 @Suite("Codecs: deflate, JSON, base64url, PBKDF2, header")
 struct CodecTests {

@@ -3,6 +3,7 @@ import SessionStorage
 import Testing
 
 @testable import RestySession
+import SessionStorageConformance
 
 @Suite("Cookie format: keys, chunks, deflate, attributes")
 struct CookieFormatTests {

@@ -2,6 +2,7 @@ import SessionStorage
 import Testing
 
 @testable import RestySession
+import SessionStorageConformance
 
 @Suite("Fuzzed cookies")
 struct FuzzTests {

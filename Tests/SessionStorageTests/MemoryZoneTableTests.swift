@@ -1,4 +1,5 @@
 @testable import SessionStorage
+import SessionStorageConformance
 import Testing
 
 /// The shard's open-addressing table against a dictionary model, with hash fragments chosen to
@@ -6,24 +7,11 @@ import Testing
 /// backward-shift removal.
 @Suite("Memory zone table")
 struct MemoryZoneTableTests {
-    /// A deterministic generator (the failing seed is printed by the expectation).
-    struct Generator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-    }
-
     /// Fragment schemes: all equal (one probe run), few distinct values, values near the top
     /// of the slot range (runs wrapping to slot 0), and spread values.
     static let schemeNames = ["one fragment", "four fragments", "wrapping", "spread"]
 
-    static func fragment(scheme: Int, node: Int, random: inout Generator) -> UInt32 {
+    static func fragment(scheme: Int, node: Int, random: inout SplitMix64) -> UInt32 {
         switch scheme {
         case 0: 7
         case 1: UInt32(node % 4) &* 0x1000_0001
@@ -36,7 +24,7 @@ struct MemoryZoneTableTests {
     func tableAgreesWithADictionary(scheme: Int) {
         let name = Self.schemeNames[scheme]
         for seed in 1...20 as ClosedRange<UInt64> {
-            var random = Generator(state: seed)
+            var random = SplitMix64(seed: seed)
             var table = ZoneTable()
             // node slot → its fragment: what the zone keeps in each node
             var model: [Int: UInt32] = [:]
@@ -87,7 +75,7 @@ struct MemoryZoneTableTests {
     func zoneAgreesWithADictionary(capacity: Int) throws {
         let zone = MemoryZone(name: "model-\(capacity)", capacity: capacity)
         var model: [String: (value: String, expiresAt: Int)] = [:]
-        var random = Generator(state: UInt64(capacity))
+        var random = SplitMix64(seed: UInt64(capacity))
         let keys = (0..<300).map { index in
             switch index % 3 {
             case 0: "session:\(index)"
