@@ -138,7 +138,7 @@ extension SessionStore {
     ///
     /// Inlinable: the request is built in the caller, so a call through `any SessionStore` is
     /// one async call (the store's ``set(_:)``), not two.
-    @inlinable
+    @inlinable @inline(__always)
     nonisolated(nonsending) public func set(
         name: String,
         key: String,

@@ -71,7 +71,14 @@ public struct MemorySessionStore: SessionStore {
         self.instrumentation = SessionStoreInstrumentation(backend: "memory", logger: logger, metricsFactory: metricsFactory)
     }
 
+    // Each operation runs in a synchronous function of its own: a closure capturing an async
+    // function's parameters makes the async frame copy them (for a set, the whole request).
+
     nonisolated(nonsending) public func set(_ request: SessionSetRequest) async throws {
+        try setNow(request)
+    }
+
+    private func setNow(_ request: SessionSetRequest) throws {
         try instrumentation.observeSync(.set) {
             try request.validate()
             let now = request.currentTime
@@ -99,6 +106,10 @@ public struct MemorySessionStore: SessionStore {
     }
 
     nonisolated(nonsending) public func get(name: String, key: String, currentTime: Int) async throws -> String? {
+        try getNow(name: name, key: key, currentTime: currentTime)
+    }
+
+    private func getNow(name: String, key: String, currentTime: Int) throws -> String? {
         try instrumentation.observeSync(.get) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             return naming.withRecordKey(name: name, key: key) { zone.get(ZoneKey(bytes: $0), now: currentTime) }
@@ -106,6 +117,10 @@ public struct MemorySessionStore: SessionStore {
     }
 
     nonisolated(nonsending) public func delete(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) async throws {
+        try deleteNow(name: name, key: key, currentTime: currentTime, metadata: metadata)
+    }
+
+    private func deleteNow(name: String, key: String, currentTime: Int, metadata: SessionMetadata?) throws {
         try instrumentation.observeSync(.delete) {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             naming.withRecordKey(name: name, key: key) { _ = zone.delete(ZoneKey(bytes: $0)) }
@@ -120,6 +135,10 @@ public struct MemorySessionStore: SessionStore {
     }
 
     nonisolated(nonsending) public func readMetadata(name: String, audience: String, subject: String, currentTime: Int) async throws -> [String: Int] {
+        try readMetadataNow(name: name, audience: audience, subject: subject, currentTime: currentTime)
+    }
+
+    private func readMetadataNow(name: String, audience: String, subject: String, currentTime: Int) throws -> [String: Int] {
         try instrumentation.observeSync(.readMetadata) {
             try SessionStoreValidation.index(name: name, audience: audience, subject: subject, currentTime: currentTime)
             let index = naming.withIndexKey(name: name, audience: audience, subject: subject) {
