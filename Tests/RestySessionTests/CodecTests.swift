@@ -217,6 +217,112 @@ struct CodecTests {
         }
     }
 
+    /// The bytes of base64url text, the plain way (bits in a buffer, one character at a time):
+    /// what the table-driven decoder must agree with.
+    private static func referenceDecode(_ text: [UInt8]) -> [UInt8]? {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        guard text.count % 4 != 1 else { return nil }
+        var out: [UInt8] = []
+        var buffer: UInt32 = 0
+        var bits = 0
+        for char in text {
+            guard let value = alphabet.firstIndex(of: char) else { return nil }
+            buffer = buffer << 6 | UInt32(value)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: buffer >> UInt32(bits)))
+            }
+        }
+        // the unused low bits of the last character must be zero
+        guard buffer & ((1 << UInt32(bits)) - 1) == 0 else { return nil }
+        return out
+    }
+
+    @Test func base64EncoderMatchesTheGeneralEncoder() {
+        // every length 0…300 (the 6-byte, 3-byte and tail paths, and their boundaries), random
+        // bytes: the same text as SessionStorage's one-group-at-a-time encoder, and the in-place
+        // encoder writes exactly its characters (guard bytes around it stay untouched)
+        var rng = SplitMix64(seed: 21)
+        for length in 0...300 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let expected = Base64URL.encode(bytes)
+            #expect(StrictBase64URL.encode(bytes) == expected, "length \(length)")
+            #expect(StrictBase64URL.encodedCount(length) == expected.utf8.count)
+            var buffer = [UInt8](repeating: 0xEE, count: expected.utf8.count + 16)
+            buffer.withUnsafeMutableBufferPointer { out in
+                bytes.withUnsafeBytes { StrictBase64URL.encode($0, into: out.baseAddress! + 8) }
+            }
+            #expect(Array(buffer[8..<(8 + expected.utf8.count)]) == Array(expected.utf8), "length \(length)")
+            #expect(buffer.prefix(8).allSatisfy { $0 == 0xEE } && buffer.suffix(8).allSatisfy { $0 == 0xEE }, "length \(length)")
+        }
+        // all 0x00 and all 0xFF (the table's ends)
+        for byte: UInt8 in [0x00, 0xFF] {
+            for length in [1, 2, 3, 5, 6, 7, 8, 9, 14, 1024] {
+                let bytes = [UInt8](repeating: byte, count: length)
+                #expect(StrictBase64URL.encode(bytes) == Base64URL.encode(bytes))
+            }
+        }
+    }
+
+    @Test func base64DecoderMatchesTheReferenceDecoder() {
+        var rng = SplitMix64(seed: 22)
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        for length in 0...300 {
+            // valid text of every length, decoded in place into an exact buffer between guard bytes
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let text = Array(Base64URL.encode(bytes).utf8)
+            #expect(StrictBase64URL.decode(text) == bytes, "length \(length)")
+            var buffer = [UInt8](repeating: 0xEE, count: length + 16)
+            let valid = buffer.withUnsafeMutableBytes { out in
+                text.withUnsafeBufferPointer {
+                    StrictBase64URL.decode(buffer: $0, into: UnsafeMutableRawBufferPointer(rebasing: out[8..<(8 + length)]))
+                }
+            }
+            #expect(valid && Array(buffer[8..<(8 + length)]) == bytes, "length \(length)")
+            #expect(buffer.prefix(8).allSatisfy { $0 == 0xEE } && buffer.suffix(8).allSatisfy { $0 == 0xEE }, "length \(length)")
+            // random text, any character (mostly the alphabet): same answer as the reference
+            let characterCount = StrictBase64URL.encodedCount(length) + Int(rng.next() % 2)
+            for _ in 0..<4 {
+                let random = (0..<characterCount).map { _ in
+                    rng.next() % 8 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : alphabet[Int(rng.next() % 64)]
+                }
+                #expect(StrictBase64URL.decode(random) == Self.referenceDecode(random), "length \(characterCount)")
+            }
+            // one byte outside the alphabet at each position is rejected
+            if !text.isEmpty {
+                for position in text.indices {
+                    var corrupted = text
+                    corrupted[position] = [UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "/"), 0x00, 0x80, 0xFF][position % 6]
+                    #expect(StrictBase64URL.decode(corrupted) == nil, "length \(length), position \(position)")
+                }
+            }
+        }
+    }
+
+    @Test func cookieValueEncodesInPlace() {
+        var rng = SplitMix64(seed: 23)
+        for length in [0, 1, 2, 3, 100, 1024, 1057, 2999] {
+            let header = (0..<SessionCookieHeader.size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let payload = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let attributes = length % 2 == 0 ? "; Path=/; SameSite=Lax; HttpOnly" : ""
+            let (value, range) = header.withUnsafeBytes { header in
+                payload.withUnsafeBytes { Session.cookieValue("session", header: header, payload: $0, attributes) }
+            }
+            let encodedPayload = Base64URL.encode(payload)
+            #expect(value == "session=" + Base64URL.encode(header) + encodedPayload + attributes)
+            #expect(String(value[range]) == encodedPayload)
+            let (headerOnly, empty) = header.withUnsafeBytes { Session.cookieValue("id", header: $0, payload: nil, attributes) }
+            #expect(headerOnly == "id=" + Base64URL.encode(header) + attributes)
+            #expect(headerOnly[empty].isEmpty)
+            for info in [nil, "", "aW5mbw"] {
+                let (stored, ciphertext) = payload.withUnsafeBytes { Session.storedValue(ciphertext: $0, info: info) }
+                #expect(stored == Session.storedValue(ciphertext: Substring(encodedPayload), info: info))
+                #expect(String(stored[ciphertext]) == encodedPayload)
+            }
+        }
+    }
+
     // MARK: Cookie header
 
     @Test func cookieLookupFollowsThePairRules() {
