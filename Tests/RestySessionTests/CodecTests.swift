@@ -180,6 +180,41 @@ struct CodecTests {
         }
     }
 
+    @Test func jsonScansMatchByteWiseScans() {
+        // the vector/word scans stop at the first 8-byte word (counted from `from`) that holds a
+        // stop byte, or at the last whole word: compared with byte-wise scans on random text
+        // with rare stop bytes at every position, every length 0…80 and every start 0…17
+        var rng = SplitMix64(seed: 31)
+        let parserStops: Set<UInt8> = Set([0x22, 0x5C]).union(0..<0x20)
+        let encoderStops: Set<UInt8> = parserStops.union([0x2F, 0x7F])
+        func expected(_ bytes: [UInt8], from start: Int, stops: Set<UInt8>) -> Int {
+            var index = start
+            while index + 8 <= bytes.count {
+                if bytes[index..<(index + 8)].contains(where: stops.contains) { return index }
+                index += 8
+            }
+            return index
+        }
+        for length in 0...80 {
+            for _ in 0..<20 {
+                var bytes = (0..<length).map { _ in UInt8(0x20 + rng.next() % 0x5F) }  // printable, may hold " \\ /
+                bytes = bytes.map { [0x22, 0x5C, 0x2F].contains($0) ? UInt8(ascii: "a") : $0 }
+                if length > 0, rng.next() % 2 == 0 {
+                    let stop: [UInt8] = [0x22, 0x5C, 0x2F, 0x7F, 0x00, 0x1F, 0x0A]
+                    bytes[Int(rng.next() % UInt64(length))] = stop[Int(rng.next() % UInt64(stop.count))]
+                }
+                if length > 0, rng.next() % 4 == 0 { bytes[Int(rng.next() % UInt64(length))] = 0x80 | UInt8(truncatingIfNeeded: rng.next()) }
+                bytes.withUnsafeBufferPointer { buffer in
+                    for start in 0...min(17, length) {
+                        #expect(SessionJSON.skipPlainBytes(buffer, from: start) == expected(bytes, from: start, stops: parserStops))
+                        #expect(SessionJSON.skipUnescapedBytes(buffer, from: start) == expected(bytes, from: start, stops: encoderStops))
+                    }
+                    #expect(SessionJSON.isASCII(buffer) == bytes.allSatisfy { $0 < 0x80 })
+                }
+            }
+        }
+    }
+
     // MARK: base64url
 
     @Test func strictBase64RejectsNonCanonicalText() {

@@ -120,10 +120,42 @@ enum SessionJSON {
         UInt64(littleEndian: UnsafeRawPointer(bytes.baseAddress! + index).loadUnaligned(as: UInt64.self))
     }
 
+    // Sixteen at a time: the same word tricks on a pair of words (vector integer operations;
+    // comparisons of `SIMD16<UInt8>` compile to a byte-by-byte loop).
+
+    @inline(__always)
+    private static func load16(_ bytes: UnsafeBufferPointer<UInt8>, _ index: Int) -> SIMD2<UInt64> {
+        UnsafeRawPointer(bytes.baseAddress! + index).loadUnaligned(as: SIMD2<UInt64>.self)
+    }
+
+    @inline(__always)
+    private static func splat(_ byte: UInt8) -> SIMD2<UInt64> {
+        SIMD2(repeating: ones &* UInt64(byte))
+    }
+
+    /// A high bit in each zero byte (same caveat as `matches`).
+    @inline(__always)
+    private static func zeroBytes(_ pair: SIMD2<UInt64>) -> SIMD2<UInt64> {
+        (pair &- SIMD2(repeating: ones)) & ~pair & SIMD2(repeating: highs)
+    }
+
+    /// A high bit in each byte below `limit` (≤ 0x80, same caveat).
+    @inline(__always)
+    private static func belowBytes(_ pair: SIMD2<UInt64>, _ limit: UInt8) -> SIMD2<UInt64> {
+        (pair &- splat(limit)) & ~pair & SIMD2(repeating: highs)
+    }
+
     /// The index of the first 8-byte word, from `index`, holding a `"`, a `\\` or a control
     /// character (the parser's stop bytes); `bytes.count` rounded down otherwise.
     static func skipPlainBytes(_ bytes: UnsafeBufferPointer<UInt8>, from index: Int) -> Int {
         var index = index
+        // sixteen at a time (vector compares), then the word that holds the stop
+        while index + 16 <= bytes.count {
+            let pair = load16(bytes, index)
+            let stop = zeroBytes(pair ^ splat(0x22)) | zeroBytes(pair ^ splat(0x5C)) | belowBytes(pair, 0x20)
+            if stop[0] | stop[1] != 0 { break }
+            index += 16
+        }
         while index + 8 <= bytes.count {
             let word = load(bytes, index)
             if matches(word, equalTo: 0x22) | matches(word, equalTo: 0x5C) | matches(word, below: 0x20) != 0 { break }
@@ -135,6 +167,13 @@ enum SessionJSON {
     /// The same for the encoder's escapes: also `/` and DEL.
     static func skipUnescapedBytes(_ bytes: UnsafeBufferPointer<UInt8>, from index: Int) -> Int {
         var index = index
+        while index + 16 <= bytes.count {
+            let pair = load16(bytes, index)
+            let stop = zeroBytes(pair ^ splat(0x22)) | zeroBytes(pair ^ splat(0x5C)) | zeroBytes(pair ^ splat(0x2F))
+                | zeroBytes(pair ^ splat(0x7F)) | belowBytes(pair, 0x20)
+            if stop[0] | stop[1] != 0 { break }
+            index += 16
+        }
         while index + 8 <= bytes.count {
             let word = load(bytes, index)
             let stop = matches(word, equalTo: 0x22) | matches(word, equalTo: 0x5C) | matches(word, equalTo: 0x2F)
@@ -156,7 +195,12 @@ enum SessionJSON {
     /// Whether every byte is below 128, eight at a time (also deflate's literal count).
     static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var index = 0
-        var seen: UInt64 = 0
+        var seenPair = SIMD2<UInt64>()
+        while index + 16 <= bytes.count {
+            seenPair |= load16(bytes, index)
+            index += 16
+        }
+        var seen: UInt64 = seenPair[0] | seenPair[1]
         while index + 8 <= bytes.count {
             seen |= load(bytes, index)
             index += 8
