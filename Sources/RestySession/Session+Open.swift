@@ -78,18 +78,18 @@ extension Session {
         }
 
         // The MAC, with the current key, then the fallbacks; compared in constant time.
-        let verified: (key: SessionKey, authentication: HMACSHA256)? = withMACMessage(header) { message in
+        let verified: (key: SessionKey, authentication: HMACSHA256, cached: DerivedKeyCache.Entry?)? = withMACMessage(header) { message in
             // the current key, then the fallbacks (no array of them built per cookie)
             for position in -1..<settings.fallbackKeys.count {
                 let key = position < 0 ? settings.key : settings.fallbackKeys[position]
-                let authentication = SessionCrypto.authentication(key, sid: header.sid)
+                let (authentication, cached) = SessionCrypto.verificationKeys(key, sid: header.sid)
                 if SessionCrypto.mac(authentication, message: message).constantTimeEquals(header.mac) {
-                    return (key, authentication)
+                    return (key, authentication, cached)
                 }
             }
             return nil
         }
-        guard let (key, authentication) = verified else { return .invalidMAC }
+        guard let (key, authentication, cachedKeys) = verified else { return .invalidMAC }
 
         // The payload: from the store, or from the cookie and its chunks.
         let ciphertext: [UInt8]
@@ -173,7 +173,8 @@ extension Session {
             key,
             sid: header.sid,
             iterations: remember ? settings.rememberIterations : nil,
-            authentication: authentication  // prepared for the MAC check: cached with the keys
+            authentication: authentication,  // prepared for the MAC check: cached with the keys
+            cached: cachedKeys  // found for the MAC check: no second lookup
         ) { aesKey, nonce in
             header.withAdditionalData { AES256GCM.open(ciphertext, tag: header.tag, key: aesKey, nonce: nonce, additionalData: $0) }
         }

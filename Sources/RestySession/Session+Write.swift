@@ -68,14 +68,26 @@ extension Session {
             dataSize: dataSize
         )
         let key = settings.key
-        let sealed = SessionCrypto.withEncryptionKey(key, sid: sid, iterations: remember ? settings.rememberIterations : nil) { aesKey, nonce in
+        // a session cookie's keys: derived for the new id and cached for its next requests,
+        // used here for both the AEAD and the MAC (no lookups)
+        let issued = remember ? nil : key.issueKeys(sid: sid)
+        let sealed = SessionCrypto.withEncryptionKey(
+            key,
+            sid: sid,
+            iterations: remember ? settings.rememberIterations : nil,
+            cached: issued
+        ) { aesKey, nonce in
             header.withAdditionalData { AES256GCM.seal(plaintext, key: aesKey, nonce: nonce, additionalData: $0) }
         }
         guard let sealed else {
             throw SessionError(.invalidState, message: "unable to encrypt the session data")
         }
         header.tag = sealed.tag
-        header.mac = mac(header, key: key)
+        if let issued {
+            header.mac = withMACMessage(header) { SessionCrypto.mac(issued.authentication, message: $0) }
+        } else {
+            header.mac = mac(header, key: key)
+        }
 
         var attributes = settings.cookieAttributes
         if remember {

@@ -23,6 +23,16 @@ final class DerivedKeyCache: Sendable {
     struct EncryptionMaterial: Sendable {
         static let size = 44
         var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
+
+        /// Runs `body` with the AES-256 key (bytes 0..<32) and the GCM nonce (32..<44), from a
+        /// copy that is wiped afterwards.
+        func withKeyAndNonce<Result>(_ body: (_ key: UnsafeRawBufferPointer, _ nonce: UnsafeRawBufferPointer) -> Result) -> Result {
+            var copy = words
+            defer { copy = (0, 0, 0, 0, 0, 0) }
+            return withUnsafeBytes(of: &copy) { material in
+                body(UnsafeRawBufferPointer(rebasing: material[0..<32]), UnsafeRawBufferPointer(rebasing: material[32..<44]))
+            }
+        }
     }
 
     private struct State {
