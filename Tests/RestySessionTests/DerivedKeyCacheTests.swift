@@ -11,7 +11,8 @@ struct DerivedKeyCacheTests {
     @Test func entriesAreTheDerivationsAndTheOldestIsForgottenFirst() {
         let key = SessionKey(ikm: (0..<32).map { UInt8($0) }, derivedKeyCacheCapacity: 3)
         let plain = SessionKey(ikm: (0..<32).map { UInt8($0) }, derivedKeyCacheCapacity: 0)
-        for n in 0..<5 { _ = key.derivedKeys(sid: sid(n)) }
+        // derived on a lookup (0, 1, 2) or issued without one (3, 4): the same entries
+        for n in 0..<5 { _ = n < 3 ? key.derivedKeys(sid: sid(n)) : key.issueKeys(sid: sid(n)) }
         #expect(key.derived.count == 3)
         #expect(key.derived.lookup(sid(0)) == nil)
         #expect(key.derived.lookup(sid(1)) == nil)
@@ -33,7 +34,17 @@ struct DerivedKeyCacheTests {
                 ours.withUnsafeMutableBytes { entry.authentication.authenticate(m, into: $0) }
             }
             #expect(ours == expected)
+            // what the open path gets for the MAC check: the same HMAC, and the entry itself
+            let (authentication, found) = SessionCrypto.verificationKeys(key, sid: sid(n))
+            #expect(found != nil)
+            var fromLookup = [UInt8](repeating: 0, count: 32)
+            message.withUnsafeBytes { m in fromLookup.withUnsafeMutableBytes { authentication.authenticate(m, into: $0) } }
+            #expect(fromLookup == expected)
+            var keyAndNonce: [UInt8] = []
+            entry.encryption.withKeyAndNonce { key, nonce in keyAndNonce = Array(key) + Array(nonce) }
+            #expect(keyAndNonce == cached)
         }
+        #expect(SessionCrypto.verificationKeys(key, sid: sid(0)).cached == nil)
         // a capacity of zero keeps nothing
         _ = plain.derivedKeys(sid: sid(9))
         #expect(plain.derived.count == 0)
