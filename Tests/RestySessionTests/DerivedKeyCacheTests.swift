@@ -54,6 +54,49 @@ struct DerivedKeyCacheTests {
         #expect(SessionID(sid(7).bytes) == sid(7))
     }
 
+    @Test func setsHoldTheRightEntriesAndAtMostTheCapacity() {
+        // capacities: four ways per set, a power of two of sets, never more than asked for
+        #expect(DerivedKeyCache(capacity: 4096).capacity == 4096)
+        #expect(DerivedKeyCache(capacity: 100).capacity == 64)
+        #expect(DerivedKeyCache(capacity: 5).capacity == 4)
+        #expect(DerivedKeyCache(capacity: 3).capacity == 3)
+        #expect(DerivedKeyCache(capacity: 0).capacity == 0)
+        #expect(DerivedKeyCache(capacity: -1).capacity == 0)
+
+        // many random ids through a small cache: whatever is found is the entry inserted for
+        // that id, the newest is always found, re-inserting an id adds nothing
+        let key = SessionKey(ikm: (0..<32).map { UInt8($0) }, derivedKeyCacheCapacity: 0)
+        let cache = DerivedKeyCache(capacity: 64)
+        var rng = SplitMix64(seed: 41)
+        func material(_ n: Int) -> DerivedKeyCache.Entry {
+            var encryption = DerivedKeyCache.EncryptionMaterial()
+            encryption.words.0 = UInt64(n)
+            return DerivedKeyCache.Entry(authentication: key.authenticationHMAC(sid: sid(0)), encryption: encryption)
+        }
+        var inserted: [SessionID: Int] = [:]
+        for n in 0..<2000 {
+            let id = SessionID((0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) })!
+            cache.insert(id, material(n))
+            inserted[id] = n
+            #expect(cache.lookup(id)?.encryption.words.0 == UInt64(n))
+            #expect(cache.count <= 64)
+        }
+        #expect(cache.count == 64)  // 2000 random ids fill every set
+        var found = 0
+        for (id, n) in inserted {
+            guard let entry = cache.lookup(id) else { continue }
+            #expect(entry.encryption.words.0 == UInt64(n))
+            found += 1
+        }
+        #expect(found == 64)
+        let (someID, _) = inserted.first { cache.lookup($0.key) != nil }!
+        cache.insert(someID, material(0xFFFF))
+        #expect(cache.count == 64)
+        #expect(cache.lookup(someID)?.encryption.words.0 == 0xFFFF)
+        // a forged id's lookup finds nothing
+        #expect(cache.lookup(sid(12345)) == nil)
+    }
+
     @Test func forgedCookiesAddNothingAndIssuedOnesAreCached() async throws {
         let clock = ManualClock(testStart)
         let manager = try makeManager(clock: clock)

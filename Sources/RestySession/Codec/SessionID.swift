@@ -34,6 +34,9 @@ struct SessionID: Hashable, Sendable {
     /// The id's bytes as an array.
     var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 
+    /// The first eight bytes, as a word (what the derived-key cache picks a set from).
+    var firstWord: UInt64 { words.0 }
+
     static func == (lhs: SessionID, rhs: SessionID) -> Bool {
         lhs.words.0 == rhs.words.0 && lhs.words.1 == rhs.words.1 && lhs.words.2 == rhs.words.2 && lhs.words.3 == rhs.words.3
     }
