@@ -180,6 +180,47 @@ struct CodecTests {
         }
     }
 
+    @Test func jsonIntegersMatchTheGeneralNumberPath() {
+        // integers of up to 15 digits are read without strtod: the same Double as Double(text),
+        // sign of zero included; longer ones and fractions take the general path
+        var rng = SplitMix64(seed: 51)
+        var texts = ["0", "-0", "7", "-7", "10", "999999999999999", "-999999999999999", "1000000000000000",
+                     "123456789012345678901234567890", "1.5", "-0.0", "1e3", "12E-2", "9007199254740993"]
+        for digits in 1...18 {
+            for _ in 0..<20 {
+                var text = String(1 + rng.next() % 9)
+                for _ in 1..<digits { text += String(rng.next() % 10) }
+                texts.append(text)
+                texts.append("-" + text)
+            }
+        }
+        for text in texts {
+            guard case .number(let number)? = SessionJSON.decode(Array(text.utf8)),
+                  case .array(let elements)? = SessionJSON.decode(Array("[\(text),\(text)]".utf8)),
+                  elements.count == 2, case .number(let inArray) = elements[0]
+            else {
+                Issue.record("\(text) did not decode")
+                continue
+            }
+            let expected = Double(text)!
+            #expect(number == expected && number.sign == expected.sign, "\(text)")
+            #expect(inArray == expected && inArray.sign == expected.sign, "\(text)")
+        }
+        for malformed in ["01", "-", "--1", "1.", ".5", "1e", "+1", "0x10", "1 2"] {
+            #expect(SessionJSON.decode(Array(malformed.utf8)) == nil, "\(malformed)")
+        }
+        // objects of any size still decode whole
+        for count in [0, 1, 2, 4, 5, 17] {
+            let text = "{" + (0..<count).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + "}"
+            guard case .object(let members)? = SessionJSON.decode(Array(text.utf8)) else {
+                Issue.record("\(text) did not decode")
+                continue
+            }
+            #expect(members.count == count)
+            for index in 0..<count { #expect(members["k\(index)"] == .number(Double(index))) }
+        }
+    }
+
     @Test func jsonScansMatchByteWiseScans() {
         // the vector/word scans stop at the first 8-byte word (counted from `from`) that holds a
         // stop byte, or at the last whole word: compared with byte-wise scans on random text

@@ -316,12 +316,14 @@ enum SessionJSON {
 
         mutating func object(depth: Int) -> SessionValue? {
             position += 1
-            var members: [String: SessionValue] = [:]
             skipWhitespace()
             if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
                 position += 1
-                return .object(members)
+                return .object([:])
             }
+            // room for a few members at once (an empty dictionary reallocated at its first
+            // and second insertions)
+            var members = [String: SessionValue](minimumCapacity: 4)
             while true {
                 skipWhitespace()
                 guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), let key = string() else { return nil }
@@ -461,6 +463,14 @@ enum SessionJSON {
                     position += 1
                 }
                 guard digits(leadingZeroAllowed: true) else { return nil }
+            }
+            // an integer of at most 15 digits is exact in a Double: no text, no strtod
+            let digitsStart = bytes[start] == UInt8(ascii: "-") ? start + 1 : start
+            if position - digitsStart <= 15, !bytes[digitsStart..<position].contains(where: { $0 < UInt8(ascii: "0") || $0 > UInt8(ascii: "9") }) {
+                var value = 0
+                for index in digitsStart..<position { value = value &* 10 &+ Int(bytes[index] &- UInt8(ascii: "0")) }
+                // -0 stays a negative zero, as strtod reads it
+                return .number(digitsStart > start ? -Double(value) : Double(value))
             }
             let text = String(decoding: bytes[start..<position], as: UTF8.self)
             guard let number = Double(text), number.isFinite else { return nil }
