@@ -256,17 +256,31 @@ extension Session {
         return result
     }
 
+    /// The JSON of `[[{data}, "audience", "subject"?], …]`, written straight from the entries
+    /// (no tree of arrays built to encode), reserved once.
     static func encodeEntries(_ entries: [AudienceData]) -> [UInt8] {
-        SessionJSON.encode(
-            .array(
-                entries.map { entry in
-                    if let subject = entry.subject {
-                        return .array([.object(entry.values), .string(entry.audience), .string(subject)])
-                    }
-                    return .array([.object(entry.values), .string(entry.audience)])
-                }
-            )
-        )
+        var size = 2
+        for entry in entries {
+            size += 4 + SessionJSON.estimatedSize(.object(entry.values)) + entry.audience.utf8.count + 2
+            if let subject = entry.subject { size += subject.utf8.count + 3 }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(size)
+        out.append(UInt8(ascii: "["))
+        for (position, entry) in entries.enumerated() {
+            if position > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "["))
+            SessionJSON.encode(.object(entry.values), into: &out)
+            out.append(UInt8(ascii: ","))
+            SessionJSON.encodeString(entry.audience, into: &out)
+            if let subject = entry.subject {
+                out.append(UInt8(ascii: ","))
+                SessionJSON.encodeString(subject, into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        out.append(UInt8(ascii: "]"))
+        return out
     }
 
     /// The ranges of the strings of a stored value `["<base64url>"]` or

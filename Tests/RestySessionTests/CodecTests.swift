@@ -221,6 +221,32 @@ struct CodecTests {
         }
     }
 
+    @Test func entriesEncodeAsTheirJSONTree() {
+        // the entries' direct encoder writes what the JSON encoder writes for the same tree
+        var rng = SplitMix64(seed: 61)
+        func text() -> String {
+            let characters = Array("ab/\\\"é\u{7F}\n z0".unicodeScalars)
+            return String(String.UnicodeScalarView((0..<Int(rng.next() % 12)).map { _ in characters[Int(rng.next() % UInt64(characters.count))] }))
+        }
+        for count in 0..<6 {
+            for _ in 0..<20 {
+                let entries = (0..<count).map { _ in
+                    Session.AudienceData(
+                        values: Dictionary(uniqueKeysWithValues: (0..<Int(rng.next() % 5)).map { ("k\($0)" + text(), SessionValue.string(text())) }),
+                        audience: text(),
+                        subject: rng.next() % 2 == 0 ? nil : text()
+                    )
+                }
+                let tree = SessionValue.array(entries.map { entry in
+                    .array([.object(entry.values), .string(entry.audience)] + (entry.subject.map { [.string($0)] } ?? []))
+                })
+                let encoded = Session.encodeEntries(entries)
+                #expect(encoded == SessionJSON.encode(tree))
+                if count > 0 { #expect(Session.decodeEntries(encoded) == entries) }
+            }
+        }
+    }
+
     @Test func jsonScansMatchByteWiseScans() {
         // the vector/word scans stop at the first 8-byte word (counted from `from`) that holds a
         // stop byte, or at the last whole word: compared with byte-wise scans on random text
