@@ -92,7 +92,7 @@ extension Session {
         guard let (key, authentication, cachedKeys) = verified else { return .invalidMAC }
 
         // The payload: from the store, or from the cookie and its chunks.
-        let ciphertext: [UInt8]
+        var ciphertext: [UInt8]
         var initialChunk: Substring?
         var storedCiphertext: Substring?
         var storedInfo: [String: [String: SessionValue]]?
@@ -176,9 +176,11 @@ extension Session {
             authentication: authentication,  // prepared for the MAC check: cached with the keys
             cached: cachedKeys  // found for the MAC check: no second lookup
         ) { aesKey, nonce in
-            header.withAdditionalData { AES256GCM.open(ciphertext, tag: header.tag, key: aesKey, nonce: nonce, additionalData: $0) }
+            // in place: the decoded ciphertext becomes the plaintext
+            header.withAdditionalData { AES256GCM.openInPlace(&ciphertext, tag: header.tag, key: aesKey, nonce: nonce, additionalData: $0) }
         }
-        guard var plaintext = decrypted else { return .decryptionFailed }
+        guard decrypted else { return .decryptionFailed }
+        var plaintext = ciphertext
         if header.flags.contains(.deflate) {
             do {
                 plaintext = try RawInflate.inflate(plaintext, limit: Self.maximumInflatedSize)

@@ -77,12 +77,14 @@ extension Session {
             iterations: remember ? settings.rememberIterations : nil,
             cached: issued
         ) { aesKey, nonce in
-            header.withAdditionalData { AES256GCM.seal(plaintext, key: aesKey, nonce: nonce, additionalData: $0) }
+            // in place: the plaintext becomes the ciphertext
+            header.withAdditionalData { AES256GCM.sealInPlace(&plaintext, key: aesKey, nonce: nonce, additionalData: $0) }
         }
-        guard let sealed else {
+        guard let tag = sealed else {
             throw SessionError(.invalidState, message: "unable to encrypt the session data")
         }
-        header.tag = sealed.tag
+        let ciphertext = plaintext
+        header.tag = tag
         if let issued {
             header.mac = withMACMessage(header) { SessionCrypto.mac(issued.authentication, message: $0) }
         } else {
@@ -102,20 +104,20 @@ extension Session {
         var storedValue: String?
         if storage != nil {
             // the payload is base64url-encoded straight into the stored value
-            let value = sealed.ciphertext.withUnsafeBytes { Self.storedValue(ciphertext: $0, info: encodedInfo()) }
+            let value = ciphertext.withUnsafeBytes { Self.storedValue(ciphertext: $0, info: encodedInfo()) }
             storedValue = value.value
             storedCiphertext = value.value[value.ciphertext]
             cookies.append((name, header.withUnsafeBytes { Self.cookieValue(name, header: $0, payload: nil, attributes).value }))
         } else if chunks == 1 {
             // name=header‖payload‖attributes, both encoded in place: one allocation
             let (value, payloadRange) = header.withUnsafeBytes { headerBytes in
-                sealed.ciphertext.withUnsafeBytes { Self.cookieValue(name, header: headerBytes, payload: $0, attributes) }
+                ciphertext.withUnsafeBytes { Self.cookieValue(name, header: headerBytes, payload: $0, attributes) }
             }
             initialChunk = value[payloadRange]
             cookies.append((name, value))
         } else {
             let headerText = header.encoded
-            let payload = StrictBase64URL.encode(sealed.ciphertext)
+            let payload = StrictBase64URL.encode(ciphertext)
             let characters = Array(payload.utf8)
             let firstSize = SessionSettings.maximumCookieSize - SessionCookieHeader.encodedSize - nameSize - 1
             let first = String(decoding: characters.prefix(firstSize), as: UTF8.self)
