@@ -50,7 +50,9 @@ extension Session {
         case .failure(.invalidType): return .invalidCookieType
         }
 
-        guard header.flags.contains(.storage) == (settings.storage != nil) else { return .invalidFlags }
+        // one copy of the store's existential for the whole open
+        let storage = settings.storage
+        guard header.flags.contains(.storage) == (storage != nil) else { return .invalidFlags }
 
         let absoluteElapsed = now - header.creationTime
         if absoluteElapsed > SessionCookieHeader.maximumRollingOffset { return .lifetimeExceeded }
@@ -96,7 +98,7 @@ extension Session {
         var initialChunk: Substring?
         var storedCiphertext: Substring?
         var storedInfo: [String: [String: SessionValue]]?
-        if let storage = settings.storage {
+        if let storage {
             let storageKey = settings.storageKey(sid: header.sid)
             let stored: String?
             do {
@@ -192,7 +194,7 @@ extension Session {
 
         if remember { rememberMeta = opened } else { meta = opened }
         let current = entries[index]
-        if settings.storage != nil {
+        if storage != nil {
             var info = storedInfo ?? [:]
             if info[current.audience] == nil, let pending = infoData[current.audience] {
                 info[current.audience] = pending

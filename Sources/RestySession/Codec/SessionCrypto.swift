@@ -70,7 +70,10 @@ struct HMACSHA256: Sendable {
 
 /// One key of the session core: the 32-byte input key material (`ikm`) and its HKDF
 /// pseudo-random key, extracted once (lua-resty-session caches it the same way).
-struct SessionKey: Sendable {
+///
+/// A class: every cookie's meta keeps the key that verified it, and a copy of a reference is
+/// one retain where this struct's copy was three and 300 bytes.
+final class SessionKey: Sendable {
     let ikm: [UInt8]
     let pseudoRandomKey: [UInt8]
     /// HMAC keyed with the PRK, prepared once for every expansion.
