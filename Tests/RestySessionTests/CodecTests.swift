@@ -274,6 +274,10 @@ struct CodecTests {
                 bytes.withUnsafeBufferPointer { buffer in
                     for start in 0...min(17, length) {
                         #expect(SessionJSON.skipPlainBytes(buffer, from: start) == expected(bytes, from: start, stops: parserStops))
+                        // the bytes stepped over are OR-ed into `seen`: a high bit iff one is not ASCII
+                        var seen: UInt64 = 0
+                        let end = SessionJSON.skipPlainBytes(buffer, from: start, seen: &seen)
+                        #expect((seen & SessionJSON.highs != 0) == bytes[start..<end].contains { $0 >= 0x80 })
                         #expect(SessionJSON.skipUnescapedBytes(buffer, from: start) == expected(bytes, from: start, stops: encoderStops))
                     }
                     #expect(SessionJSON.isASCII(buffer) == bytes.allSatisfy { $0 < 0x80 })

@@ -99,7 +99,7 @@ enum SessionJSON {
     // MARK: eight bytes at a time
 
     private static let ones: UInt64 = 0x0101_0101_0101_0101
-    private static let highs: UInt64 = 0x8080_8080_8080_8080
+    static let highs: UInt64 = 0x8080_8080_8080_8080
 
     /// A high bit set in each byte of `word` that equals `byte` (may also flag a 0x01 byte
     /// above a match; callers re-check byte by byte, so a false alarm only costs time).
@@ -148,17 +148,27 @@ enum SessionJSON {
     /// The index of the first 8-byte word, from `index`, holding a `"`, a `\\` or a control
     /// character (the parser's stop bytes); `bytes.count` rounded down otherwise.
     static func skipPlainBytes(_ bytes: UnsafeBufferPointer<UInt8>, from index: Int) -> Int {
+        var seen: UInt64 = 0
+        return skipPlainBytes(bytes, from: index, seen: &seen)
+    }
+
+    /// The same, OR-ing every byte it steps over into `seen` (a high bit there: not ASCII).
+    static func skipPlainBytes(_ bytes: UnsafeBufferPointer<UInt8>, from index: Int, seen: inout UInt64) -> Int {
         var index = index
-        // sixteen at a time (vector compares), then the word that holds the stop
+        var seenPair = SIMD2<UInt64>()
+        // sixteen at a time, then the word that holds the stop
         while index + 16 <= bytes.count {
             let pair = load16(bytes, index)
             let stop = zeroBytes(pair ^ splat(0x22)) | zeroBytes(pair ^ splat(0x5C)) | belowBytes(pair, 0x20)
             if stop[0] | stop[1] != 0 { break }
+            seenPair |= pair
             index += 16
         }
+        seen |= seenPair[0] | seenPair[1]
         while index + 8 <= bytes.count {
             let word = load(bytes, index)
             if matches(word, equalTo: 0x22) | matches(word, equalTo: 0x5C) | matches(word, below: 0x20) != 0 { break }
+            seen |= word
             index += 8
         }
         return index
@@ -374,16 +384,22 @@ enum SessionJSON {
 
         mutating func string() -> String? {
             position += 1
-            // the common case: no escapes before the closing quote, one validated copy
-            var end = SessionJSON.skipPlainBytes(bytes, from: position)
+            // the common case: no escapes before the closing quote, one validated copy (and
+            // for ASCII, known from the scan, the stdlib's ASCII path without a second check)
+            var seen: UInt64 = 0
+            var end = SessionJSON.skipPlainBytes(bytes, from: position, seen: &seen)
             while end < bytes.count {
                 let byte = bytes[end]
                 if byte == UInt8(ascii: "\"") {
-                    let text = SessionJSON.makeString(validating: UnsafeBufferPointer(rebasing: bytes[position..<end]))
+                    let run = UnsafeBufferPointer(rebasing: bytes[position..<end])
+                    let text = seen & SessionJSON.highs == 0
+                        ? String(decoding: run, as: UTF8.self)
+                        : String(validating: run, as: UTF8.self)
                     position = end + 1
                     return text
                 }
                 if byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+                seen |= UInt64(byte)
                 end += 1
             }
             var out: [UInt8] = []
