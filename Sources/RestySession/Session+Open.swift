@@ -50,7 +50,9 @@ extension Session {
         case .failure(.invalidType): return .invalidCookieType
         }
 
-        guard header.flags.contains(.storage) == (settings.storage != nil) else { return .invalidFlags }
+        // one copy of the store's existential for the whole open
+        let storage = settings.storage
+        guard header.flags.contains(.storage) == (storage != nil) else { return .invalidFlags }
 
         let absoluteElapsed = now - header.creationTime
         if absoluteElapsed > SessionCookieHeader.maximumRollingOffset { return .lifetimeExceeded }
@@ -78,25 +80,25 @@ extension Session {
         }
 
         // The MAC, with the current key, then the fallbacks; compared in constant time.
-        let verified: (key: SessionKey, authentication: HMACSHA256)? = withMACMessage(header) { message in
+        let verified: (key: SessionKey, authentication: HMACSHA256, cached: DerivedKeyCache.Entry?)? = withMACMessage(header) { message in
             // the current key, then the fallbacks (no array of them built per cookie)
             for position in -1..<settings.fallbackKeys.count {
                 let key = position < 0 ? settings.key : settings.fallbackKeys[position]
-                let authentication = SessionCrypto.authentication(key, sid: header.sid)
+                let (authentication, cached) = SessionCrypto.verificationKeys(key, sid: header.sid)
                 if SessionCrypto.mac(authentication, message: message).constantTimeEquals(header.mac) {
-                    return (key, authentication)
+                    return (key, authentication, cached)
                 }
             }
             return nil
         }
-        guard let (key, authentication) = verified else { return .invalidMAC }
+        guard let (key, authentication, cachedKeys) = verified else { return .invalidMAC }
 
         // The payload: from the store, or from the cookie and its chunks.
-        let ciphertext: [UInt8]
+        var ciphertext: [UInt8]
         var initialChunk: Substring?
         var storedCiphertext: Substring?
         var storedInfo: [String: [String: SessionValue]]?
-        if let storage = settings.storage {
+        if let storage {
             let storageKey = settings.storageKey(sid: header.sid)
             let stored: String?
             do {
@@ -173,11 +175,14 @@ extension Session {
             key,
             sid: header.sid,
             iterations: remember ? settings.rememberIterations : nil,
-            authentication: authentication  // prepared for the MAC check: cached with the keys
+            authentication: authentication,  // prepared for the MAC check: cached with the keys
+            cached: cachedKeys  // found for the MAC check: no second lookup
         ) { aesKey, nonce in
-            header.withAdditionalData { AES256GCM.open(ciphertext, tag: header.tag, key: aesKey, nonce: nonce, additionalData: $0) }
+            // in place: the decoded ciphertext becomes the plaintext
+            header.withAdditionalData { AES256GCM.openInPlace(&ciphertext, tag: header.tag, key: aesKey, nonce: nonce, additionalData: $0) }
         }
-        guard var plaintext = decrypted else { return .decryptionFailed }
+        guard decrypted else { return .decryptionFailed }
+        var plaintext = ciphertext
         if header.flags.contains(.deflate) {
             do {
                 plaintext = try RawInflate.inflate(plaintext, limit: Self.maximumInflatedSize)
@@ -189,7 +194,7 @@ extension Session {
 
         if remember { rememberMeta = opened } else { meta = opened }
         let current = entries[index]
-        if settings.storage != nil {
+        if storage != nil {
             var info = storedInfo ?? [:]
             if info[current.audience] == nil, let pending = infoData[current.audience] {
                 info[current.audience] = pending
@@ -255,17 +260,31 @@ extension Session {
         return result
     }
 
+    /// The JSON of `[[{data}, "audience", "subject"?], …]`, written straight from the entries
+    /// (no tree of arrays built to encode), reserved once.
     static func encodeEntries(_ entries: [AudienceData]) -> [UInt8] {
-        SessionJSON.encode(
-            .array(
-                entries.map { entry in
-                    if let subject = entry.subject {
-                        return .array([.object(entry.values), .string(entry.audience), .string(subject)])
-                    }
-                    return .array([.object(entry.values), .string(entry.audience)])
-                }
-            )
-        )
+        var size = 2
+        for entry in entries {
+            size += 4 + SessionJSON.estimatedSize(.object(entry.values)) + entry.audience.utf8.count + 2
+            if let subject = entry.subject { size += subject.utf8.count + 3 }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(size)
+        out.append(UInt8(ascii: "["))
+        for (position, entry) in entries.enumerated() {
+            if position > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "["))
+            SessionJSON.encode(.object(entry.values), into: &out)
+            out.append(UInt8(ascii: ","))
+            SessionJSON.encodeString(entry.audience, into: &out)
+            if let subject = entry.subject {
+                out.append(UInt8(ascii: ","))
+                SessionJSON.encodeString(subject, into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        out.append(UInt8(ascii: "]"))
+        return out
     }
 
     /// The ranges of the strings of a stored value `["<base64url>"]` or

@@ -68,16 +68,28 @@ extension Session {
             dataSize: dataSize
         )
         let key = settings.key
-        let sealed = SessionCrypto.withEncryptionKey(key, sid: sid, iterations: remember ? settings.rememberIterations : nil) { aesKey, nonce in
-            header.withAdditionalData { AES256GCM.seal(plaintext, key: aesKey, nonce: nonce, additionalData: $0) }
+        // a session cookie's keys: derived for the new id and cached for its next requests,
+        // used here for both the AEAD and the MAC (no lookups)
+        let issued = remember ? nil : key.issueKeys(sid: sid)
+        let sealed = SessionCrypto.withEncryptionKey(
+            key,
+            sid: sid,
+            iterations: remember ? settings.rememberIterations : nil,
+            cached: issued
+        ) { aesKey, nonce in
+            // in place: the plaintext becomes the ciphertext
+            header.withAdditionalData { AES256GCM.sealInPlace(&plaintext, key: aesKey, nonce: nonce, additionalData: $0) }
         }
-        guard let sealed else {
+        guard let tag = sealed else {
             throw SessionError(.invalidState, message: "unable to encrypt the session data")
         }
-        header.tag = sealed.tag
-        header.mac = mac(header, key: key)
-        let headerText = header.encoded
-        let payload = Base64URL.encode(sealed.ciphertext)
+        let ciphertext = plaintext
+        header.tag = tag
+        if let issued {
+            header.mac = withMACMessage(header) { SessionCrypto.mac(issued.authentication, message: $0) }
+        } else {
+            header.mac = mac(header, key: key)
+        }
 
         var attributes = settings.cookieAttributes
         if remember {
@@ -89,13 +101,23 @@ extension Session {
         var cookies: [(name: String, value: String)] = []
         var initialChunk: Substring?
         var storedCiphertext: Substring?
+        var storedValue: String?
         if storage != nil {
-            storedCiphertext = Substring(payload)
-            cookies.append((name, Self.cookieValue(name, headerText, "", attributes)))
+            // the payload is base64url-encoded straight into the stored value
+            let value = ciphertext.withUnsafeBytes { Self.storedValue(ciphertext: $0, info: encodedInfo()) }
+            storedValue = value.value
+            storedCiphertext = value.value[value.ciphertext]
+            cookies.append((name, header.withUnsafeBytes { Self.cookieValue(name, header: $0, payload: nil, attributes).value }))
         } else if chunks == 1 {
-            initialChunk = Substring(payload)
-            cookies.append((name, Self.cookieValue(name, headerText, payload, attributes)))
+            // name=header‖payload‖attributes, both encoded in place: one allocation
+            let (value, payloadRange) = header.withUnsafeBytes { headerBytes in
+                ciphertext.withUnsafeBytes { Self.cookieValue(name, header: headerBytes, payload: $0, attributes) }
+            }
+            initialChunk = value[payloadRange]
+            cookies.append((name, value))
         } else {
+            let headerText = header.encoded
+            let payload = StrictBase64URL.encode(ciphertext)
             let characters = Array(payload.utf8)
             let firstSize = SessionSettings.maximumCookieSize - SessionCookieHeader.encodedSize - nameSize - 1
             let first = String(decoding: characters.prefix(firstSize), as: UTF8.self)
@@ -112,8 +134,7 @@ extension Session {
             }
         }
 
-        if let storage {
-            let value = Self.storedValue(ciphertext: Substring(payload), info: encodedInfo())
+        if let storage, let value = storedValue {
             let oldKey = previous.map { settings.storageKey(sid: $0.header.sid) }
             let ttl = settings.storeTTL(remember: remember, currentTime: now, creationTime: creationTime, rollingOffset: rollingOffset)
             do {
@@ -163,6 +184,40 @@ extension Session {
         )
     }
 
+    /// `name=header‖payload‖attributes` with the 82 header bytes and the payload bytes
+    /// base64url-encoded in place: one allocation, no intermediate texts. Also the range of
+    /// the payload's characters in the value.
+    static func cookieValue(
+        _ name: String,
+        header: UnsafeRawBufferPointer,
+        payload: UnsafeRawBufferPointer?,
+        _ attributes: String
+    ) -> (value: String, payload: Range<String.Index>) {
+        var name = name
+        var attributes = attributes
+        let headerCount = StrictBase64URL.encodedCount(header.count)
+        let payloadCount = payload.map { StrictBase64URL.encodedCount($0.count) } ?? 0
+        let nameCount = name.utf8.count
+        let payloadStart = nameCount + 1 + headerCount
+        let count = payloadStart + payloadCount + attributes.utf8.count
+        let value = String(unsafeUninitializedCapacity: count) { out in
+            let base = out.baseAddress!
+            name.withUTF8 { base.update(from: $0.baseAddress!, count: $0.count) }
+            base[nameCount] = UInt8(ascii: "=")
+            StrictBase64URL.encode(header, into: base + nameCount + 1)
+            if let payload { StrictBase64URL.encode(payload, into: base + payloadStart) }
+            attributes.withUTF8 { attributes in
+                if let source = attributes.baseAddress {
+                    (base + payloadStart + payloadCount).update(from: source, count: attributes.count)
+                }
+            }
+            return count
+        }
+        let utf8 = value.utf8
+        let start = utf8.index(utf8.startIndex, offsetBy: payloadStart)
+        return (value, start..<utf8.index(start, offsetBy: payloadCount))
+    }
+
     /// `name=header‖payload‖attributes` built in one allocation (an interpolation grows its
     /// buffer as it goes; a cookie of 1.5 KiB cost several).
     static func cookieValue(_ name: String, _ header: String, _ payload: String, _ attributes: String) -> String {
@@ -174,6 +229,38 @@ extension Session {
         value += payload
         value += attributes
         return value
+    }
+
+    /// The stored value with the ciphertext base64url-encoded in place; also the range of its
+    /// characters in the value.
+    static func storedValue(ciphertext: UnsafeRawBufferPointer, info: String?) -> (value: String, ciphertext: Range<String.Index>) {
+        var info = info
+        let payloadCount = StrictBase64URL.encodedCount(ciphertext.count)
+        let infoCount = info.map { $0.utf8.count + 3 } ?? 0
+        let count = 2 + payloadCount + infoCount + 2
+        let value = String(unsafeUninitializedCapacity: count) { out in
+            let base = out.baseAddress!
+            base[0] = UInt8(ascii: "[")
+            base[1] = UInt8(ascii: "\"")
+            StrictBase64URL.encode(ciphertext, into: base + 2)
+            var offset = 2 + payloadCount
+            if info != nil {
+                base[offset] = UInt8(ascii: "\"")
+                base[offset + 1] = UInt8(ascii: ",")
+                base[offset + 2] = UInt8(ascii: "\"")
+                offset += 3
+                info!.withUTF8 { info in
+                    if let source = info.baseAddress { (base + offset).update(from: source, count: info.count) }
+                    offset += info.count
+                }
+            }
+            base[offset] = UInt8(ascii: "\"")
+            base[offset + 1] = UInt8(ascii: "]")
+            return offset + 2
+        }
+        let utf8 = value.utf8
+        let start = utf8.index(utf8.startIndex, offsetBy: 2)
+        return (value, start..<utf8.index(start, offsetBy: payloadCount))
     }
 
     /// The stored value, `["<payload>"]` or `["<payload>","<info>"]` (lua-resty-session's JSON

@@ -73,6 +73,26 @@ struct BoringPrimitivesTests {
             #expect(opened == plaintext, "length \(length)")
             let box = try AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: nonce), ciphertext: ours.ciphertext, tag: ours.tag.bytes)
             #expect(Array(try AES.GCM.open(box, using: SymmetricKey(data: key), authenticating: ad)) == plaintext)
+
+            // in place: the same ciphertext and tag, and back to the plaintext; a wrong tag
+            // leaves zeros
+            var buffer = plaintext
+            let tag = key.withUnsafeBytes { key in
+                nonce.withUnsafeBytes { nonce in ad.withUnsafeBytes { AES256GCM.sealInPlace(&buffer, key: key, nonce: nonce, additionalData: $0) } }
+            }
+            #expect(buffer == Array(reference.ciphertext) && tag?.bytes == Array(reference.tag), "in place, length \(length)")
+            var reopened = buffer
+            var forged = buffer
+            let (opensInPlace, opensForged) = key.withUnsafeBytes { key in
+                nonce.withUnsafeBytes { nonce in
+                    ad.withUnsafeBytes { ad in
+                        (AES256GCM.openInPlace(&reopened, tag: tag ?? HeaderBytes16(), key: key, nonce: nonce, additionalData: ad),
+                         AES256GCM.openInPlace(&forged, tag: HeaderBytes16(), key: key, nonce: nonce, additionalData: ad))
+                    }
+                }
+            }
+            #expect(opensInPlace && reopened == plaintext, "in place, length \(length)")
+            #expect(!opensForged && forged.allSatisfy { $0 == 0 }, "forged, length \(length)")
         }
     }
 

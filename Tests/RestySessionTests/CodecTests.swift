@@ -181,6 +181,112 @@ struct CodecTests {
         }
     }
 
+    @Test func jsonIntegersMatchTheGeneralNumberPath() {
+        // integers of up to 15 digits are read without strtod: the same Double as Double(text),
+        // sign of zero included; longer ones and fractions take the general path
+        var rng = SplitMix64(seed: 51)
+        var texts = ["0", "-0", "7", "-7", "10", "999999999999999", "-999999999999999", "1000000000000000",
+                     "123456789012345678901234567890", "1.5", "-0.0", "1e3", "12E-2", "9007199254740993"]
+        for digits in 1...18 {
+            for _ in 0..<20 {
+                var text = String(1 + rng.next() % 9)
+                for _ in 1..<digits { text += String(rng.next() % 10) }
+                texts.append(text)
+                texts.append("-" + text)
+            }
+        }
+        for text in texts {
+            guard case .number(let number)? = SessionJSON.decode(Array(text.utf8)),
+                  case .array(let elements)? = SessionJSON.decode(Array("[\(text),\(text)]".utf8)),
+                  elements.count == 2, case .number(let inArray) = elements[0]
+            else {
+                Issue.record("\(text) did not decode")
+                continue
+            }
+            let expected = Double(text)!
+            #expect(number == expected && number.sign == expected.sign, "\(text)")
+            #expect(inArray == expected && inArray.sign == expected.sign, "\(text)")
+        }
+        for malformed in ["01", "-", "--1", "1.", ".5", "1e", "+1", "0x10", "1 2"] {
+            #expect(SessionJSON.decode(Array(malformed.utf8)) == nil, "\(malformed)")
+        }
+        // objects of any size still decode whole
+        for count in [0, 1, 2, 4, 5, 17] {
+            let text = "{" + (0..<count).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + "}"
+            guard case .object(let members)? = SessionJSON.decode(Array(text.utf8)) else {
+                Issue.record("\(text) did not decode")
+                continue
+            }
+            #expect(members.count == count)
+            for index in 0..<count { #expect(members["k\(index)"] == .number(Double(index))) }
+        }
+    }
+
+    @Test func entriesEncodeAsTheirJSONTree() {
+        // the entries' direct encoder writes what the JSON encoder writes for the same tree
+        var rng = SplitMix64(seed: 61)
+        func text() -> String {
+            let characters = Array("ab/\\\"é\u{7F}\n z0".unicodeScalars)
+            return String(String.UnicodeScalarView((0..<Int(rng.next() % 12)).map { _ in characters[Int(rng.next() % UInt64(characters.count))] }))
+        }
+        for count in 0..<6 {
+            for _ in 0..<20 {
+                let entries = (0..<count).map { _ in
+                    Session.AudienceData(
+                        values: Dictionary(uniqueKeysWithValues: (0..<Int(rng.next() % 5)).map { ("k\($0)" + text(), SessionValue.string(text())) }),
+                        audience: text(),
+                        subject: rng.next() % 2 == 0 ? nil : text()
+                    )
+                }
+                let tree = SessionValue.array(entries.map { entry in
+                    .array([.object(entry.values), .string(entry.audience)] + (entry.subject.map { [.string($0)] } ?? []))
+                })
+                let encoded = Session.encodeEntries(entries)
+                #expect(encoded == SessionJSON.encode(tree))
+                if count > 0 { #expect(Session.decodeEntries(encoded) == entries) }
+            }
+        }
+    }
+
+    @Test func jsonScansMatchByteWiseScans() {
+        // the vector/word scans stop at the first 8-byte word (counted from `from`) that holds a
+        // stop byte, or at the last whole word: compared with byte-wise scans on random text
+        // with rare stop bytes at every position, every length 0…80 and every start 0…17
+        var rng = SplitMix64(seed: 31)
+        let parserStops: Set<UInt8> = Set([0x22, 0x5C]).union(0..<0x20)
+        let encoderStops: Set<UInt8> = parserStops.union([0x2F, 0x7F])
+        func expected(_ bytes: [UInt8], from start: Int, stops: Set<UInt8>) -> Int {
+            var index = start
+            while index + 8 <= bytes.count {
+                if bytes[index..<(index + 8)].contains(where: stops.contains) { return index }
+                index += 8
+            }
+            return index
+        }
+        for length in 0...80 {
+            for _ in 0..<20 {
+                var bytes = (0..<length).map { _ in UInt8(0x20 + rng.next() % 0x5F) }  // printable, may hold " \\ /
+                bytes = bytes.map { [0x22, 0x5C, 0x2F].contains($0) ? UInt8(ascii: "a") : $0 }
+                if length > 0, rng.next() % 2 == 0 {
+                    let stop: [UInt8] = [0x22, 0x5C, 0x2F, 0x7F, 0x00, 0x1F, 0x0A]
+                    bytes[Int(rng.next() % UInt64(length))] = stop[Int(rng.next() % UInt64(stop.count))]
+                }
+                if length > 0, rng.next() % 4 == 0 { bytes[Int(rng.next() % UInt64(length))] = 0x80 | UInt8(truncatingIfNeeded: rng.next()) }
+                bytes.withUnsafeBufferPointer { buffer in
+                    for start in 0...min(17, length) {
+                        #expect(SessionJSON.skipPlainBytes(buffer, from: start) == expected(bytes, from: start, stops: parserStops))
+                        // the bytes stepped over are OR-ed into `seen`: a high bit iff one is not ASCII
+                        var seen: UInt64 = 0
+                        let end = SessionJSON.skipPlainBytes(buffer, from: start, seen: &seen)
+                        #expect((seen & SessionJSON.highs != 0) == bytes[start..<end].contains { $0 >= 0x80 })
+                        #expect(SessionJSON.skipUnescapedBytes(buffer, from: start) == expected(bytes, from: start, stops: encoderStops))
+                    }
+                    #expect(SessionJSON.isASCII(buffer) == bytes.allSatisfy { $0 < 0x80 })
+                }
+            }
+        }
+    }
+
     // MARK: base64url
 
     @Test func strictBase64RejectsNonCanonicalText() {
@@ -214,6 +320,112 @@ struct CodecTests {
                 var corrupted = text
                 corrupted[Int.random(in: 0..<text.count, using: &rng)] = UInt8(ascii: "=")
                 #expect(StrictBase64URL.decode(corrupted) == nil)
+            }
+        }
+    }
+
+    /// The bytes of base64url text, the plain way (bits in a buffer, one character at a time):
+    /// what the table-driven decoder must agree with.
+    private static func referenceDecode(_ text: [UInt8]) -> [UInt8]? {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        guard text.count % 4 != 1 else { return nil }
+        var out: [UInt8] = []
+        var buffer: UInt32 = 0
+        var bits = 0
+        for char in text {
+            guard let value = alphabet.firstIndex(of: char) else { return nil }
+            buffer = buffer << 6 | UInt32(value)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: buffer >> UInt32(bits)))
+            }
+        }
+        // the unused low bits of the last character must be zero
+        guard buffer & ((1 << UInt32(bits)) - 1) == 0 else { return nil }
+        return out
+    }
+
+    @Test func base64EncoderMatchesTheGeneralEncoder() {
+        // every length 0…300 (the 6-byte, 3-byte and tail paths, and their boundaries), random
+        // bytes: the same text as SessionStorage's one-group-at-a-time encoder, and the in-place
+        // encoder writes exactly its characters (guard bytes around it stay untouched)
+        var rng = SplitMix64(seed: 21)
+        for length in 0...300 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let expected = Base64URL.encode(bytes)
+            #expect(StrictBase64URL.encode(bytes) == expected, "length \(length)")
+            #expect(StrictBase64URL.encodedCount(length) == expected.utf8.count)
+            var buffer = [UInt8](repeating: 0xEE, count: expected.utf8.count + 16)
+            buffer.withUnsafeMutableBufferPointer { out in
+                bytes.withUnsafeBytes { StrictBase64URL.encode($0, into: out.baseAddress! + 8) }
+            }
+            #expect(Array(buffer[8..<(8 + expected.utf8.count)]) == Array(expected.utf8), "length \(length)")
+            #expect(buffer.prefix(8).allSatisfy { $0 == 0xEE } && buffer.suffix(8).allSatisfy { $0 == 0xEE }, "length \(length)")
+        }
+        // all 0x00 and all 0xFF (the table's ends)
+        for byte: UInt8 in [0x00, 0xFF] {
+            for length in [1, 2, 3, 5, 6, 7, 8, 9, 14, 1024] {
+                let bytes = [UInt8](repeating: byte, count: length)
+                #expect(StrictBase64URL.encode(bytes) == Base64URL.encode(bytes))
+            }
+        }
+    }
+
+    @Test func base64DecoderMatchesTheReferenceDecoder() {
+        var rng = SplitMix64(seed: 22)
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        for length in 0...300 {
+            // valid text of every length, decoded in place into an exact buffer between guard bytes
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let text = Array(Base64URL.encode(bytes).utf8)
+            #expect(StrictBase64URL.decode(text) == bytes, "length \(length)")
+            var buffer = [UInt8](repeating: 0xEE, count: length + 16)
+            let valid = buffer.withUnsafeMutableBytes { out in
+                text.withUnsafeBufferPointer {
+                    StrictBase64URL.decode(buffer: $0, into: UnsafeMutableRawBufferPointer(rebasing: out[8..<(8 + length)]))
+                }
+            }
+            #expect(valid && Array(buffer[8..<(8 + length)]) == bytes, "length \(length)")
+            #expect(buffer.prefix(8).allSatisfy { $0 == 0xEE } && buffer.suffix(8).allSatisfy { $0 == 0xEE }, "length \(length)")
+            // random text, any character (mostly the alphabet): same answer as the reference
+            let characterCount = StrictBase64URL.encodedCount(length) + Int(rng.next() % 2)
+            for _ in 0..<4 {
+                let random = (0..<characterCount).map { _ in
+                    rng.next() % 8 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : alphabet[Int(rng.next() % 64)]
+                }
+                #expect(StrictBase64URL.decode(random) == Self.referenceDecode(random), "length \(characterCount)")
+            }
+            // one byte outside the alphabet at each position is rejected
+            if !text.isEmpty {
+                for position in text.indices {
+                    var corrupted = text
+                    corrupted[position] = [UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "/"), 0x00, 0x80, 0xFF][position % 6]
+                    #expect(StrictBase64URL.decode(corrupted) == nil, "length \(length), position \(position)")
+                }
+            }
+        }
+    }
+
+    @Test func cookieValueEncodesInPlace() {
+        var rng = SplitMix64(seed: 23)
+        for length in [0, 1, 2, 3, 100, 1024, 1057, 2999] {
+            let header = (0..<SessionCookieHeader.size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let payload = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let attributes = length % 2 == 0 ? "; Path=/; SameSite=Lax; HttpOnly" : ""
+            let (value, range) = header.withUnsafeBytes { header in
+                payload.withUnsafeBytes { Session.cookieValue("session", header: header, payload: $0, attributes) }
+            }
+            let encodedPayload = Base64URL.encode(payload)
+            #expect(value == "session=" + Base64URL.encode(header) + encodedPayload + attributes)
+            #expect(String(value[range]) == encodedPayload)
+            let (headerOnly, empty) = header.withUnsafeBytes { Session.cookieValue("id", header: $0, payload: nil, attributes) }
+            #expect(headerOnly == "id=" + Base64URL.encode(header) + attributes)
+            #expect(headerOnly[empty].isEmpty)
+            for info in [nil, "", "aW5mbw"] {
+                let (stored, ciphertext) = payload.withUnsafeBytes { Session.storedValue(ciphertext: $0, info: info) }
+                #expect(stored == Session.storedValue(ciphertext: Substring(encodedPayload), info: info))
+                #expect(String(stored[ciphertext]) == encodedPayload)
             }
         }
     }

@@ -11,7 +11,8 @@ struct DerivedKeyCacheTests {
     @Test func entriesAreTheDerivationsAndTheOldestIsForgottenFirst() {
         let key = SessionKey(ikm: (0..<32).map { UInt8($0) }, derivedKeyCacheCapacity: 3)
         let plain = SessionKey(ikm: (0..<32).map { UInt8($0) }, derivedKeyCacheCapacity: 0)
-        for n in 0..<5 { _ = key.derivedKeys(sid: sid(n)) }
+        // derived on a lookup (0, 1, 2) or issued without one (3, 4): the same entries
+        for n in 0..<5 { _ = n < 3 ? key.derivedKeys(sid: sid(n)) : key.issueKeys(sid: sid(n)) }
         #expect(key.derived.count == 3)
         #expect(key.derived.lookup(sid(0)) == nil)
         #expect(key.derived.lookup(sid(1)) == nil)
@@ -33,7 +34,17 @@ struct DerivedKeyCacheTests {
                 ours.withUnsafeMutableBytes { entry.authentication.authenticate(m, into: $0) }
             }
             #expect(ours == expected)
+            // what the open path gets for the MAC check: the same HMAC, and the entry itself
+            let (authentication, found) = SessionCrypto.verificationKeys(key, sid: sid(n))
+            #expect(found != nil)
+            var fromLookup = [UInt8](repeating: 0, count: 32)
+            message.withUnsafeBytes { m in fromLookup.withUnsafeMutableBytes { authentication.authenticate(m, into: $0) } }
+            #expect(fromLookup == expected)
+            var keyAndNonce: [UInt8] = []
+            entry.encryption.withKeyAndNonce { key, nonce in keyAndNonce = Array(key) + Array(nonce) }
+            #expect(keyAndNonce == cached)
         }
+        #expect(SessionCrypto.verificationKeys(key, sid: sid(0)).cached == nil)
         // a capacity of zero keeps nothing
         _ = plain.derivedKeys(sid: sid(9))
         #expect(plain.derived.count == 0)
@@ -41,6 +52,49 @@ struct DerivedKeyCacheTests {
         #expect(SessionID([1, 2, 3]) == nil)
         #expect(SessionID([UInt8](repeating: 0, count: 33)) == nil)
         #expect(SessionID(sid(7).bytes) == sid(7))
+    }
+
+    @Test func setsHoldTheRightEntriesAndAtMostTheCapacity() {
+        // capacities: four ways per set, a power of two of sets, never more than asked for
+        #expect(DerivedKeyCache(capacity: 4096).capacity == 4096)
+        #expect(DerivedKeyCache(capacity: 100).capacity == 64)
+        #expect(DerivedKeyCache(capacity: 5).capacity == 4)
+        #expect(DerivedKeyCache(capacity: 3).capacity == 3)
+        #expect(DerivedKeyCache(capacity: 0).capacity == 0)
+        #expect(DerivedKeyCache(capacity: -1).capacity == 0)
+
+        // many random ids through a small cache: whatever is found is the entry inserted for
+        // that id, the newest is always found, re-inserting an id adds nothing
+        let key = SessionKey(ikm: (0..<32).map { UInt8($0) }, derivedKeyCacheCapacity: 0)
+        let cache = DerivedKeyCache(capacity: 64)
+        var rng = SplitMix64(seed: 41)
+        func material(_ n: Int) -> DerivedKeyCache.Entry {
+            var encryption = DerivedKeyCache.EncryptionMaterial()
+            encryption.words.0 = UInt64(n)
+            return DerivedKeyCache.Entry(authentication: key.authenticationHMAC(sid: sid(0)), encryption: encryption)
+        }
+        var inserted: [SessionID: Int] = [:]
+        for n in 0..<2000 {
+            let id = SessionID((0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) })!
+            cache.insert(id, material(n))
+            inserted[id] = n
+            #expect(cache.lookup(id)?.encryption.words.0 == UInt64(n))
+            #expect(cache.count <= 64)
+        }
+        #expect(cache.count == 64)  // 2000 random ids fill every set
+        var found = 0
+        for (id, n) in inserted {
+            guard let entry = cache.lookup(id) else { continue }
+            #expect(entry.encryption.words.0 == UInt64(n))
+            found += 1
+        }
+        #expect(found == 64)
+        let (someID, _) = inserted.first { cache.lookup($0.key) != nil }!
+        cache.insert(someID, material(0xFFFF))
+        #expect(cache.count == 64)
+        #expect(cache.lookup(someID)?.encryption.words.0 == 0xFFFF)
+        // a forged id's lookup finds nothing
+        #expect(cache.lookup(sid(12345)) == nil)
     }
 
     @Test func forgedCookiesAddNothingAndIssuedOnesAreCached() async throws {

@@ -105,6 +105,76 @@ enum AES256GCM {
         return (ciphertext, tag)
     }
 
+    /// Encrypts `buffer` in place (BoringSSL allows the output to be the input): the tag, or
+    /// nil if BoringSSL refused. No second buffer of the message's size.
+    static func sealInPlace(
+        _ buffer: inout [UInt8],
+        key: UnsafeRawBufferPointer,
+        nonce: UnsafeRawBufferPointer,
+        additionalData: UnsafeRawBufferPointer
+    ) -> HeaderBytes16? {
+        guard !buffer.isEmpty else {
+            guard let (_, tag) = seal(buffer, key: key, nonce: nonce, additionalData: additionalData) else { return nil }
+            return tag
+        }
+        precondition(nonce.count == nonceSize)
+        var tag = HeaderBytes16()
+        let sealed: Bool? = withContext(key: key) { context in
+            var tagLength = 0
+            let ok = buffer.withUnsafeMutableBufferPointer { message in
+                additionalData.withMemoryRebound(to: UInt8.self) { ad in
+                    tag.withUnsafeMutableBytes { tagBuffer in
+                        CCryptoBoringSSL_EVP_AEAD_CTX_seal_scatter(
+                            context,
+                            message.baseAddress, tagBuffer.baseAddress!.assumingMemoryBound(to: UInt8.self), &tagLength, tagSize,
+                            nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), nonceSize,
+                            message.baseAddress, message.count,
+                            nil, 0,
+                            ad.baseAddress, ad.count
+                        ) == 1
+                    }
+                }
+            } && tagLength == tagSize
+            if !ok { CCryptoBoringSSL_ERR_clear_error() }
+            return ok
+        }
+        return sealed == true ? tag : nil
+    }
+
+    /// Decrypts and authenticates `buffer` in place with `tag`: whether it opened (when not,
+    /// `buffer` holds zeros). No second buffer of the message's size.
+    static func openInPlace(
+        _ buffer: inout [UInt8],
+        tag: HeaderBytes16,
+        key: UnsafeRawBufferPointer,
+        nonce: UnsafeRawBufferPointer,
+        additionalData: UnsafeRawBufferPointer
+    ) -> Bool {
+        guard !buffer.isEmpty else {
+            return open(buffer, tag: tag, key: key, nonce: nonce, additionalData: additionalData) != nil
+        }
+        precondition(nonce.count == nonceSize)
+        let opened: Bool? = withContext(key: key) { context in
+            let ok = buffer.withUnsafeMutableBufferPointer { message in
+                additionalData.withMemoryRebound(to: UInt8.self) { ad in
+                    tag.withUnsafeBytes { tagBuffer in
+                        CCryptoBoringSSL_EVP_AEAD_CTX_open_gather(
+                            context,
+                            message.baseAddress,
+                            nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), nonceSize,
+                            message.baseAddress, message.count,
+                            tagBuffer.baseAddress!.assumingMemoryBound(to: UInt8.self), tagSize,
+                            ad.baseAddress, ad.count
+                        ) == 1
+                    }
+                }
+            }
+            if !ok { CCryptoBoringSSL_ERR_clear_error() }
+            return ok
+        }
+        return opened == true
+    }
+
     /// Decrypts and authenticates `ciphertext` with `tag`: the plaintext, or nil when the tag
     /// does not match (a wrong key, nonce, additional data or altered bytes).
     static func open(

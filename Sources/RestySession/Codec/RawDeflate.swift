@@ -16,7 +16,8 @@ enum RawDeflate {
     private static let maximumMatch = 258
     private static let maximumHashBits = 15
     private static let maximumChainLength = 64
-    private static let missesPerSkip = 32
+    /// One more byte skipped per 32 misses in a row.
+    private static let missesPerSkipShift = 5
 
     /// Compresses `input` into a single final fixed-Huffman block.
     static func deflate(_ input: [UInt8]) -> [UInt8] {
@@ -155,8 +156,9 @@ enum RawDeflate {
             var bestDistance = 0
             if position <= lastHashable {
                 let slot = hash(position)
-                var candidate = Int(head[slot])
-                previous[position] = head[slot]
+                let first = head[slot]
+                var candidate = Int(first)
+                previous[position] = first
                 head[slot] = Int32(truncatingIfNeeded: position)
                 var chain = maximumChainLength
                 let longest = min(maximumMatch, count - position)
@@ -198,10 +200,11 @@ enum RawDeflate {
                 position = end
                 misses = 0
             } else {
-                position += 1
-                misses += 1
-                // no match for a while: take the next few bytes as literals without searching
-                position += min(misses / missesPerSkip, count - position)
+                misses &+= 1
+                // no match for a while: take the next few bytes as literals without searching.
+                // (Wrapping arithmetic and a shift: the checked form, with a signed division,
+                // made each probe of incompressible input ~40 % slower.)
+                position = min(position &+ 1 &+ (misses &>> missesPerSkipShift), count)
             }
         }
         bits += 8 * (count - matchedBytes) + highBytes(0..<count) - matchedHighBytes

@@ -62,7 +62,7 @@ struct SessionCookieHeader: Sendable, Hashable {
     var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 
     /// The 110-character base64url form.
-    var encoded: String { withUnsafeBytes { Base64URL.encode($0) } }
+    var encoded: String { withUnsafeBytes { StrictBase64URL.encode($0) } }
 
     init(
         flags: SessionFlags,

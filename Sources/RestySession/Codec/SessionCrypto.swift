@@ -70,7 +70,10 @@ struct HMACSHA256: Sendable {
 
 /// One key of the session core: the 32-byte input key material (`ikm`) and its HKDF
 /// pseudo-random key, extracted once (lua-resty-session caches it the same way).
-struct SessionKey: Sendable {
+///
+/// A class: every cookie's meta keeps the key that verified it, and a copy of a reference is
+/// one retain where this struct's copy was three and 300 bytes.
+final class SessionKey: Sendable {
     let ikm: [UInt8]
     let pseudoRandomKey: [UInt8]
     /// HMAC keyed with the PRK, prepared once for every expansion.
@@ -160,6 +163,16 @@ struct SessionKey: Sendable {
     /// `authentication`, when given, is the sid's MAC HMAC the caller already prepared.
     func derivedKeys(sid: SessionID, authentication: HMACSHA256? = nil) -> DerivedKeyCache.Entry {
         if let entry = derived.lookup(sid) { return entry }
+        return deriveKeys(sid: sid, authentication: authentication)
+    }
+
+    /// The derived keys of a new id this process issues, derived and cached (no lookup first:
+    /// a fresh random id is not in the cache).
+    func issueKeys(sid: SessionID) -> DerivedKeyCache.Entry {
+        deriveKeys(sid: sid, authentication: nil)
+    }
+
+    private func deriveKeys(sid: SessionID, authentication: HMACSHA256?) -> DerivedKeyCache.Entry {
         var material = DerivedKeyCache.EncryptionMaterial()
         withUnsafeMutableBytes(of: &material.words) { words in
             expand(usage: "encryption", sid: sid, into: UnsafeMutableRawBufferPointer(rebasing: words[0..<DerivedKeyCache.EncryptionMaterial.size]))
@@ -191,18 +204,13 @@ enum SessionCrypto {
         sid: SessionID,
         iterations: Int?,
         authentication: HMACSHA256? = nil,
+        cached: DerivedKeyCache.Entry? = nil,
         _ body: (_ key: UnsafeRawBufferPointer, _ nonce: UnsafeRawBufferPointer) -> Result
     ) -> Result {
         guard let iterations else {
-            // HKDF: derived once per session id (DerivedKeyCache)
-            var encryption = key.derivedKeys(sid: sid, authentication: authentication).encryption
-            defer { encryption = .init() }
-            return withUnsafeBytes(of: &encryption.words) { material in
-                body(
-                    UnsafeRawBufferPointer(rebasing: material[0..<32]),
-                    UnsafeRawBufferPointer(rebasing: material[32..<44])
-                )
-            }
+            // HKDF: derived once per session id (DerivedKeyCache); `cached` when the caller
+            // already looked the id up
+            return (cached ?? key.derivedKeys(sid: sid, authentication: authentication)).encryption.withKeyAndNonce(body)
         }
         var salt = Array("encryption:".utf8)
         sid.withUnsafeBytes { salt.append(contentsOf: $0) }
@@ -224,7 +232,14 @@ enum SessionCrypto {
     /// The HMAC keyed with the MAC key of `sid`: cached, or derived (and not cached: the
     /// cookie is not verified yet).
     static func authentication(_ key: SessionKey, sid: SessionID) -> HMACSHA256 {
-        key.derived.lookup(sid)?.authentication ?? key.authenticationHMAC(sid: sid)
+        verificationKeys(key, sid: sid).authentication
+    }
+
+    /// The MAC HMAC of `sid` and its cache entry when it has one (whose encryption keys the
+    /// caller then reuses without a second lookup).
+    static func verificationKeys(_ key: SessionKey, sid: SessionID) -> (authentication: HMACSHA256, cached: DerivedKeyCache.Entry?) {
+        if let entry = key.derived.lookup(sid) { return (entry.authentication, entry) }
+        return (key.authenticationHMAC(sid: sid), nil)
     }
 
     /// The header MAC of `message` with a prepared MAC HMAC: the first 16 bytes.

@@ -99,7 +99,7 @@ enum SessionJSON {
     // MARK: eight bytes at a time
 
     private static let ones: UInt64 = 0x0101_0101_0101_0101
-    private static let highs: UInt64 = 0x8080_8080_8080_8080
+    static let highs: UInt64 = 0x8080_8080_8080_8080
 
     /// A high bit set in each byte of `word` that equals `byte` (may also flag a 0x01 byte
     /// above a match; callers re-check byte by byte, so a false alarm only costs time).
@@ -120,13 +120,55 @@ enum SessionJSON {
         UInt64(littleEndian: UnsafeRawPointer(bytes.baseAddress! + index).loadUnaligned(as: UInt64.self))
     }
 
+    // Sixteen at a time: the same word tricks on a pair of words (vector integer operations;
+    // comparisons of `SIMD16<UInt8>` compile to a byte-by-byte loop).
+
+    @inline(__always)
+    private static func load16(_ bytes: UnsafeBufferPointer<UInt8>, _ index: Int) -> SIMD2<UInt64> {
+        UnsafeRawPointer(bytes.baseAddress! + index).loadUnaligned(as: SIMD2<UInt64>.self)
+    }
+
+    @inline(__always)
+    private static func splat(_ byte: UInt8) -> SIMD2<UInt64> {
+        SIMD2(repeating: ones &* UInt64(byte))
+    }
+
+    /// A high bit in each zero byte (same caveat as `matches`).
+    @inline(__always)
+    private static func zeroBytes(_ pair: SIMD2<UInt64>) -> SIMD2<UInt64> {
+        (pair &- SIMD2(repeating: ones)) & ~pair & SIMD2(repeating: highs)
+    }
+
+    /// A high bit in each byte below `limit` (≤ 0x80, same caveat).
+    @inline(__always)
+    private static func belowBytes(_ pair: SIMD2<UInt64>, _ limit: UInt8) -> SIMD2<UInt64> {
+        (pair &- splat(limit)) & ~pair & SIMD2(repeating: highs)
+    }
+
     /// The index of the first 8-byte word, from `index`, holding a `"`, a `\\` or a control
     /// character (the parser's stop bytes); `bytes.count` rounded down otherwise.
     static func skipPlainBytes(_ bytes: UnsafeBufferPointer<UInt8>, from index: Int) -> Int {
+        var seen: UInt64 = 0
+        return skipPlainBytes(bytes, from: index, seen: &seen)
+    }
+
+    /// The same, OR-ing every byte it steps over into `seen` (a high bit there: not ASCII).
+    static func skipPlainBytes(_ bytes: UnsafeBufferPointer<UInt8>, from index: Int, seen: inout UInt64) -> Int {
         var index = index
+        var seenPair = SIMD2<UInt64>()
+        // sixteen at a time, then the word that holds the stop
+        while index + 16 <= bytes.count {
+            let pair = load16(bytes, index)
+            let stop = zeroBytes(pair ^ splat(0x22)) | zeroBytes(pair ^ splat(0x5C)) | belowBytes(pair, 0x20)
+            if stop[0] | stop[1] != 0 { break }
+            seenPair |= pair
+            index += 16
+        }
+        seen |= seenPair[0] | seenPair[1]
         while index + 8 <= bytes.count {
             let word = load(bytes, index)
             if matches(word, equalTo: 0x22) | matches(word, equalTo: 0x5C) | matches(word, below: 0x20) != 0 { break }
+            seen |= word
             index += 8
         }
         return index
@@ -135,6 +177,13 @@ enum SessionJSON {
     /// The same for the encoder's escapes: also `/` and DEL.
     static func skipUnescapedBytes(_ bytes: UnsafeBufferPointer<UInt8>, from index: Int) -> Int {
         var index = index
+        while index + 16 <= bytes.count {
+            let pair = load16(bytes, index)
+            let stop = zeroBytes(pair ^ splat(0x22)) | zeroBytes(pair ^ splat(0x5C)) | zeroBytes(pair ^ splat(0x2F))
+                | zeroBytes(pair ^ splat(0x7F)) | belowBytes(pair, 0x20)
+            if stop[0] | stop[1] != 0 { break }
+            index += 16
+        }
         while index + 8 <= bytes.count {
             let word = load(bytes, index)
             let stop = matches(word, equalTo: 0x22) | matches(word, equalTo: 0x5C) | matches(word, equalTo: 0x2F)
@@ -156,7 +205,12 @@ enum SessionJSON {
     /// Whether every byte is below 128, eight at a time (also deflate's literal count).
     static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var index = 0
-        var seen: UInt64 = 0
+        var seenPair = SIMD2<UInt64>()
+        while index + 16 <= bytes.count {
+            seenPair |= load16(bytes, index)
+            index += 16
+        }
+        var seen: UInt64 = seenPair[0] | seenPair[1]
         while index + 8 <= bytes.count {
             seen |= load(bytes, index)
             index += 8
@@ -272,12 +326,14 @@ enum SessionJSON {
 
         mutating func object(depth: Int) -> SessionValue? {
             position += 1
-            var members: [String: SessionValue] = [:]
             skipWhitespace()
             if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
                 position += 1
-                return .object(members)
+                return .object([:])
             }
+            // room for a few members at once (an empty dictionary reallocated at its first
+            // and second insertions)
+            var members = [String: SessionValue](minimumCapacity: 4)
             while true {
                 skipWhitespace()
                 guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), let key = string() else { return nil }
@@ -328,16 +384,22 @@ enum SessionJSON {
 
         mutating func string() -> String? {
             position += 1
-            // the common case: no escapes before the closing quote, one validated copy
-            var end = SessionJSON.skipPlainBytes(bytes, from: position)
+            // the common case: no escapes before the closing quote, one validated copy (and
+            // for ASCII, known from the scan, the stdlib's ASCII path without a second check)
+            var seen: UInt64 = 0
+            var end = SessionJSON.skipPlainBytes(bytes, from: position, seen: &seen)
             while end < bytes.count {
                 let byte = bytes[end]
                 if byte == UInt8(ascii: "\"") {
-                    let text = SessionJSON.makeString(validating: UnsafeBufferPointer(rebasing: bytes[position..<end]))
+                    let run = UnsafeBufferPointer(rebasing: bytes[position..<end])
+                    let text = seen & SessionJSON.highs == 0
+                        ? String(decoding: run, as: UTF8.self)
+                        : String(validating: run, as: UTF8.self)
                     position = end + 1
                     return text
                 }
                 if byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+                seen |= UInt64(byte)
                 end += 1
             }
             var out: [UInt8] = []
@@ -417,6 +479,14 @@ enum SessionJSON {
                     position += 1
                 }
                 guard digits(leadingZeroAllowed: true) else { return nil }
+            }
+            // an integer of at most 15 digits is exact in a Double: no text, no strtod
+            let digitsStart = bytes[start] == UInt8(ascii: "-") ? start + 1 : start
+            if position - digitsStart <= 15, !bytes[digitsStart..<position].contains(where: { $0 < UInt8(ascii: "0") || $0 > UInt8(ascii: "9") }) {
+                var value = 0
+                for index in digitsStart..<position { value = value &* 10 &+ Int(bytes[index] &- UInt8(ascii: "0")) }
+                // -0 stays a negative zero, as strtod reads it
+                return .number(digitsStart > start ? -Double(value) : Double(value))
             }
             let text = String(decoding: bytes[start..<position], as: UTF8.self)
             guard let number = Double(text), number.isFinite else { return nil }
