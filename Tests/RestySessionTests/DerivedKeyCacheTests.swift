@@ -1,6 +1,7 @@
 import Testing
 
 @testable import RestySession
+import SessionStorageConformance
 
 @Suite("Derived key cache")
 struct DerivedKeyCacheTests {
