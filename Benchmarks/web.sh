@@ -52,13 +52,19 @@ bench() {
     pid=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/plain" >/dev/null && break; sleep 0.1; done
     # the store's client may still be starting when HTTP answers: retry until a session opens
-    for _ in $(seq 50); do
+    for _ in $(seq 150); do
         cookie=$(login)
         body=$(curl -s -H "Cookie: $cookie" "http://127.0.0.1:$port/session")
         [[ $body == bench ]] && break
         sleep 0.2
     done
-    [[ $body == bench ]] || { echo "the session did not open ($body)" >&2; kill "$pid"; exit 1; }
+    if [[ $body != bench ]]; then
+        # say why: /login's status and body (a store error shows there)
+        echo "the session did not open within 30 s ($body); /login answers:" >&2
+        curl -s -i "http://127.0.0.1:$port/login" >&2 || true
+        kill "$pid"
+        exit 1
+    fi
     taskset -c 1 wrk -t2 -c50 -d2s -H "Cookie: $cookie" "http://127.0.0.1:$port/plain" >/dev/null   # warm-up
     taskset -c 1 wrk -t2 -c50 -d2s -H "Cookie: $cookie" "http://127.0.0.1:$port/session" >/dev/null
     local plains=() lazies=() sessions=() plain lazy session t0 t1 t2 t3
