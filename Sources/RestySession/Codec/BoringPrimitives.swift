@@ -68,6 +68,59 @@ enum AES256GCM {
         }
     }
 
+    /// One `seal_scatter` of `input` to `output` (which may be `input` itself: BoringSSL allows
+    /// in place), writing the tag; whether it succeeded (BoringSSL's error queue cleared if not).
+    private static func sealScatter(
+        _ context: UnsafeMutablePointer<EVP_AEAD_CTX>,
+        output: UnsafeMutablePointer<UInt8>?,
+        input: UnsafeBufferPointer<UInt8>,
+        tag: inout HeaderBytes16,
+        nonce: UnsafeRawBufferPointer,
+        additionalData: UnsafeRawBufferPointer
+    ) -> Bool {
+        var tagLength = 0
+        let ok = additionalData.withMemoryRebound(to: UInt8.self) { ad in
+            tag.withUnsafeMutableBytes { tagBuffer in
+                CCryptoBoringSSL_EVP_AEAD_CTX_seal_scatter(
+                    context,
+                    output, tagBuffer.baseAddress!.assumingMemoryBound(to: UInt8.self), &tagLength, tagSize,
+                    nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), nonceSize,
+                    input.baseAddress, input.count,
+                    nil, 0,
+                    ad.baseAddress, ad.count
+                ) == 1
+            }
+        } && tagLength == tagSize
+        if !ok { CCryptoBoringSSL_ERR_clear_error() }
+        return ok
+    }
+
+    /// One `open_gather` of `input` with `tag` to `output` (which may be `input` itself);
+    /// whether it authenticated (BoringSSL's error queue cleared if not).
+    private static func openGather(
+        _ context: UnsafeMutablePointer<EVP_AEAD_CTX>,
+        output: UnsafeMutablePointer<UInt8>?,
+        input: UnsafeBufferPointer<UInt8>,
+        tag: HeaderBytes16,
+        nonce: UnsafeRawBufferPointer,
+        additionalData: UnsafeRawBufferPointer
+    ) -> Bool {
+        let ok = additionalData.withMemoryRebound(to: UInt8.self) { ad in
+            tag.withUnsafeBytes { tagBuffer in
+                CCryptoBoringSSL_EVP_AEAD_CTX_open_gather(
+                    context,
+                    output,
+                    nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), nonceSize,
+                    input.baseAddress, input.count,
+                    tagBuffer.baseAddress!.assumingMemoryBound(to: UInt8.self), tagSize,
+                    ad.baseAddress, ad.count
+                ) == 1
+            }
+        }
+        if !ok { CCryptoBoringSSL_ERR_clear_error() }
+        return ok
+    }
+
     /// Encrypts `plaintext`: the ciphertext (same length) and the tag, or nil if BoringSSL
     /// refused (it does not for these sizes).
     static func seal(
@@ -81,24 +134,12 @@ enum AES256GCM {
         let sealed: [UInt8]?? = withContext(key: key) { context in
             var ok = false
             let ciphertext = [UInt8](unsafeUninitializedCapacity: Swift.max(plaintext.count, 1)) { output, initialized in
-                var tagLength = 0
                 ok = plaintext.withUnsafeBufferPointer { input in
-                    additionalData.withMemoryRebound(to: UInt8.self) { ad in
-                        tag.withUnsafeMutableBytes { tagBuffer in
-                            CCryptoBoringSSL_EVP_AEAD_CTX_seal_scatter(
-                                context,
-                                output.baseAddress, tagBuffer.baseAddress!.assumingMemoryBound(to: UInt8.self), &tagLength, tagSize,
-                                nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), nonceSize,
-                                input.baseAddress, input.count,
-                                nil, 0,
-                                ad.baseAddress, ad.count
-                            ) == 1
-                        }
-                    }
-                } && tagLength == tagSize
+                    sealScatter(
+                        context, output: output.baseAddress, input: input, tag: &tag, nonce: nonce, additionalData: additionalData)
+                }
                 initialized = ok ? plaintext.count : 0
             }
-            if !ok { CCryptoBoringSSL_ERR_clear_error() }
             return ok ? ciphertext : nil
         }
         guard case .some(.some(let ciphertext)) = sealed else { return nil }
@@ -120,23 +161,11 @@ enum AES256GCM {
         precondition(nonce.count == nonceSize)
         var tag = HeaderBytes16()
         let sealed: Bool? = withContext(key: key) { context in
-            var tagLength = 0
-            let ok = buffer.withUnsafeMutableBufferPointer { message in
-                additionalData.withMemoryRebound(to: UInt8.self) { ad in
-                    tag.withUnsafeMutableBytes { tagBuffer in
-                        CCryptoBoringSSL_EVP_AEAD_CTX_seal_scatter(
-                            context,
-                            message.baseAddress, tagBuffer.baseAddress!.assumingMemoryBound(to: UInt8.self), &tagLength, tagSize,
-                            nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), nonceSize,
-                            message.baseAddress, message.count,
-                            nil, 0,
-                            ad.baseAddress, ad.count
-                        ) == 1
-                    }
-                }
-            } && tagLength == tagSize
-            if !ok { CCryptoBoringSSL_ERR_clear_error() }
-            return ok
+            buffer.withUnsafeMutableBufferPointer { message in
+                sealScatter(
+                    context, output: message.baseAddress, input: UnsafeBufferPointer(message), tag: &tag, nonce: nonce,
+                    additionalData: additionalData)
+            }
         }
         return sealed == true ? tag : nil
     }
@@ -155,22 +184,11 @@ enum AES256GCM {
         }
         precondition(nonce.count == nonceSize)
         let opened: Bool? = withContext(key: key) { context in
-            let ok = buffer.withUnsafeMutableBufferPointer { message in
-                additionalData.withMemoryRebound(to: UInt8.self) { ad in
-                    tag.withUnsafeBytes { tagBuffer in
-                        CCryptoBoringSSL_EVP_AEAD_CTX_open_gather(
-                            context,
-                            message.baseAddress,
-                            nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), nonceSize,
-                            message.baseAddress, message.count,
-                            tagBuffer.baseAddress!.assumingMemoryBound(to: UInt8.self), tagSize,
-                            ad.baseAddress, ad.count
-                        ) == 1
-                    }
-                }
+            buffer.withUnsafeMutableBufferPointer { message in
+                openGather(
+                    context, output: message.baseAddress, input: UnsafeBufferPointer(message), tag: tag, nonce: nonce,
+                    additionalData: additionalData)
             }
-            if !ok { CCryptoBoringSSL_ERR_clear_error() }
-            return ok
         }
         return opened == true
     }
@@ -189,21 +207,10 @@ enum AES256GCM {
             withContext(key: key) { context in
                 var ok = false
                 let plaintext = [UInt8](unsafeUninitializedCapacity: Swift.max(input.count, 1)) { output, initialized in
-                    ok = additionalData.withMemoryRebound(to: UInt8.self) { ad in
-                        tag.withUnsafeBytes { tagBuffer in
-                            CCryptoBoringSSL_EVP_AEAD_CTX_open_gather(
-                                context,
-                                output.baseAddress,
-                                nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), nonceSize,
-                                input.baseAddress, input.count,
-                                tagBuffer.baseAddress!.assumingMemoryBound(to: UInt8.self), tagSize,
-                                ad.baseAddress, ad.count
-                            ) == 1
-                        }
-                    }
+                    ok = openGather(
+                        context, output: output.baseAddress, input: input, tag: tag, nonce: nonce, additionalData: additionalData)
                     initialized = ok ? input.count : 0
                 }
-                if !ok { CCryptoBoringSSL_ERR_clear_error() }
                 return ok ? plaintext : nil
             }
         }
