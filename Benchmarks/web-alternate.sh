@@ -21,23 +21,17 @@ swift build -c release --product web-bench >&2
 taskset -c 0 .build/release/web-bench --storage "$storage" --port "$port" >/dev/null 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true' EXIT
-login() { curl -s -D - -o /dev/null "http://127.0.0.1:$port/login" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' | head -1; }
+# shellcheck source=web-common.sh
+source ./web-common.sh
 cookie=""
-for _ in $(seq 50); do
-    cookie=$(login || true)
-    [[ -n $cookie && $(curl -s -H "Cookie: $cookie" "http://127.0.0.1:$port/session") == bench ]] && break
-    sleep 0.2
-done
-[[ $(curl -s -H "Cookie: $cookie" "http://127.0.0.1:$port/session") == bench ]] || { echo "the session did not open" >&2; exit 1; }
-ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+first_session || exit 1
 # server CPU µs per request of one wrk run on ROUTE
 run() {
     local t0 t1 out
-    t0=$(ticks)
+    t0=$(ticks "$pid")
     out=$(taskset -c 1 wrk -t2 -c50 -d"${seconds}s" -H "Cookie: $cookie" "http://127.0.0.1:$port/$1")
-    t1=$(ticks)
-    awk -v a="$t0" -v b="$t1" -v n="$(awk '/ requests in / { print $1 }' <<<"$out")" -v hz="$(getconf CLK_TCK)" \
-        'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }'
+    t1=$(ticks "$pid")
+    cpu_us "$t0" "$t1" "$out"
 }
 taskset -c 1 wrk -t2 -c50 -d2s -H "Cookie: $cookie" "http://127.0.0.1:$port/session" >/dev/null   # warm-up
 plains=() sessions=() shares=()
@@ -49,7 +43,6 @@ for i in $(seq "$pairs"); do
     echo "pair $i: /plain $plain µs, /session $session µs per request: the session's share $share %"
 done
 min() { printf '%s\n' "$@" | sort -g | head -1; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "median share $(median "${shares[@]}") % over $pairs pairs (range $(min "${shares[@]}") … $(printf '%s\n' "${shares[@]}" | sort -g | tail -1) %);" \
     "least disturbed runs: /plain $(min "${plains[@]}") µs, /session $(min "${sessions[@]}") µs, share" \
     "$(awk -v p="$(min "${plains[@]}")" -v s="$(min "${sessions[@]}")" 'BEGIN { printf "%.1f", (1 - p / s) * 100 }') %"

@@ -35,36 +35,14 @@ if [[ -z ${REDIS_PORT:-} ]]; then
     trap 'bash ../scripts/services.sh stop "$SERVICES_ROOT" >/dev/null 2>&1 || true' EXIT
 fi
 
-rps() { awk '/Requests\/sec/ { print $2 }' <<<"$1"; }
-requests() { awk '/ requests in / { print $1 }' <<<"$1"; }
-# the server's CPU time (user + system) in clock ticks, from /proc
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-# µs of server CPU per request: ticks before, ticks after, wrk's output
-cpu_us() { awk -v a="$1" -v b="$2" -v n="$(requests "$3")" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }'; }
-p99() { awk '/ 99% / { print $2 }' <<<"$1"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-login() { curl -s -D - -o /dev/null "http://127.0.0.1:$port/login" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' | head -1; }
+# shellcheck source=web-common.sh
+source ./web-common.sh
 
 bench() {
-    local label=$1 storage=$2 pid cookie body
+    local label=$1 storage=$2 pid cookie
     taskset -c 0 "$bin" --storage "$storage" --port "$port" --threads "${WEB_BENCH_THREADS:-1}" &
     pid=$!
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/plain" >/dev/null && break; sleep 0.1; done
-    # the store's client may still be starting when HTTP answers: retry until a session opens
-    for _ in $(seq 150); do
-        cookie=$(login)
-        body=$(curl -s -H "Cookie: $cookie" "http://127.0.0.1:$port/session")
-        [[ $body == bench ]] && break
-        sleep 0.2
-    done
-    if [[ $body != bench ]]; then
-        # say why: /login's status and body (a store error shows there)
-        echo "the session did not open within 30 s ($body); /login answers:" >&2
-        curl -s -i "http://127.0.0.1:$port/login" >&2 || true
-        kill "$pid"
-        exit 1
-    fi
+    first_session || { kill "$pid"; exit 1; }
     taskset -c 1 wrk -t2 -c50 -d2s -H "Cookie: $cookie" "http://127.0.0.1:$port/plain" >/dev/null   # warm-up
     taskset -c 1 wrk -t2 -c50 -d2s -H "Cookie: $cookie" "http://127.0.0.1:$port/session" >/dev/null
     local plains=() lazies=() sessions=() plain lazy session t0 t1 t2 t3
