@@ -14,12 +14,14 @@ let package = Package(
         .executable(name: "storage-bench", targets: ["StorageBench"]),
         .executable(name: "session-bench", targets: ["SessionBench"]),
         .executable(name: "web-bench", targets: ["WebBench"]),
+        .executable(name: "vapor-web-bench", targets: ["VaporWebBench"]),
     ],
     dependencies: [
         .package(path: ".."),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
     ],
     targets: [
         .target(name: "CBenchSupport"),
@@ -55,6 +57,17 @@ let package = Package(
                 .product(name: "RestySession", package: rootPackage),
                 .product(name: "SessionStorageURL", package: rootPackage),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: [.enableUpcomingFeature("ExistentialAny")]
+        ),
+        .executableTarget(
+            name: "VaporWebBench",
+            dependencies: [
+                .product(name: "VaporRestySession", package: rootPackage),
+                .product(name: "RestySession", package: rootPackage),
+                .product(name: "SessionStorageURL", package: rootPackage),
+                .product(name: "Vapor", package: "vapor"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: [.enableUpcomingFeature("ExistentialAny")]

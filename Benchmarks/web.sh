@@ -19,15 +19,18 @@
 # (wrk shares the machine). The server is pinned to core 0 (`taskset -c 0`, like one nginx
 # worker), wrk -t2 -c50 to core 1. Uses the Redis of $REDIS_PORT when set (scripts/services.sh),
 # else starts the test servers (SERVICES_PORT_BASE=19000 by default) and stops them at the end.
-# Builds web-bench in release mode first; prints a markdown table. Never run in CI.
+# Builds web-bench (or $WEB_BENCH_APP, e.g. vapor-web-bench) in release mode first; prints a
+# markdown table. Never run in CI.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 seconds=${1:-10}
 rounds=${2:-3}
 port=${WEB_BENCH_PORT:-18090}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-swift build -c release --product web-bench >&2
-bin=.build/release/web-bench
+# WEB_BENCH_APP=vapor-web-bench: the same routes on Vapor (Sources/VaporWebBench)
+app=${WEB_BENCH_APP:-web-bench}
+swift build -c release --product "$app" >&2
+bin=.build/release/$app
 
 if [[ -z ${REDIS_PORT:-} ]]; then
     export SERVICES_PORT_BASE=${SERVICES_PORT_BASE:-19000}

@@ -168,6 +168,7 @@ public final class RequestSession: Sendable {
     ///
     /// Calling it again returns an empty list.
     nonisolated(nonsending) public func finish() async throws -> [String] {
+        if let cookies = try finishWithoutStore() { return cookies }
         let snapshot = state.withLock { state -> (Session?, Fingerprint?, SessionID?) in
             guard !state.finished else { return (nil, nil, nil) }
             state.finished = true
@@ -192,5 +193,36 @@ public final class RequestSession: Sendable {
         let final = session
         state.withLock { $0.session = final }
         return session.setCookieHeaders
+    }
+
+    /// ``finish()`` when it needs no store call, without suspending: the session was never
+    /// opened, or it was closed, or it is unchanged and its refresh is at most a touch (a new
+    /// cookie, no store call). Returns the `Set-Cookie` values then, as ``finish()`` does, and
+    /// `nil`, changing nothing, when finishing must save or renew the session; call
+    /// ``finish()`` then.
+    ///
+    /// For adapters whose middleware runs on the event loop (Vapor's `Middleware`): a request
+    /// that does not change its session needs no task to finish it.
+    public func finishWithoutStore() throws -> [String]? {
+        try state.withLock { state throws -> [String]? in
+            guard !state.finished else { return [] }
+            guard var session = state.session else {
+                state.finished = true
+                return []
+            }
+            let changed = Fingerprint(session) != state.baseline
+            switch session.state {
+            case .closed:
+                break
+            case .new:
+                if changed, !session.data.isEmpty || session.subject != nil || session.audiences.count > 1 { return nil }
+            case .open:
+                if changed { return nil }
+                if session.sid == state.openedSID, try session.refreshUnlessRenewing() == nil { return nil }
+            }
+            state.finished = true
+            state.session = session
+            return session.setCookieHeaders
+        }
     }
 }

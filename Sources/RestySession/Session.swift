@@ -353,18 +353,26 @@ public struct Session: Sendable {
     /// cookie), else touches it when the idling offset is older than the touch threshold.
     @discardableResult
     nonisolated(nonsending) public mutating func refresh() async throws -> RefreshAction {
+        if let action = try refreshUnlessRenewing() { return action }
+        try await write(remember: false, newState: nil)
+        return .saved
+    }
+
+    /// ``refresh()`` when it does not renew the session: touches it when that is due and
+    /// returns what it did; returns `nil`, changing nothing, when the renewal (a save, with a
+    /// store call) is due instead.
+    mutating func refreshUnlessRenewing() throws -> RefreshAction? {
         try requireState(.open, "refresh")
-        guard let meta, settings.rollingTimeout != 0 || settings.idlingTimeout != 0 else { return .none }
+        guard let meta, settings.rollingTimeout != 0 || settings.idlingTimeout != 0 else { return RefreshAction.none }
         let rollingElapsed = meta.timestamp - meta.header.creationTime - meta.header.rollingOffset
         if settings.rollingTimeout > 0, rollingElapsed > (settings.rollingTimeout * 3 + 3) / 4 {
-            try await write(remember: false, newState: nil)
-            return .saved
+            return nil
         }
         if settings.idlingTimeout > 0, rollingElapsed - meta.header.idlingOffset > settings.touchThreshold {
             try touch()
             return .touched
         }
-        return .none
+        return RefreshAction.none
     }
 
     /// Re-sends the session cookie with the idling offset moved to now; the store is not
