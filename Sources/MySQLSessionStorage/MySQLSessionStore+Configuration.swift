@@ -54,6 +54,15 @@ extension MySQLSessionStore {
         public var poolSize: Int
         /// Requests that may wait for a busy pool; past it `poolExhausted` at once.
         public var backlog: Int
+        /// How many of the pool's connections the single-statement operations (`get`, a `set`
+        /// without rotation or index, `delete` without index, `readMetadata`) share, each
+        /// carrying up to ``pipelineDepth`` statements at once (pipelining: the server answers in
+        /// order; fewer system calls and wake-ups per statement on both sides). Transactions
+        /// keep connections to themselves; at least one connection stays unshared. 0: every
+        /// statement has a connection to itself.
+        public var sharedConnections: Int
+        /// The most statements on the wire at once on a shared connection.
+        public var pipelineDepth: Int
         /// Use TLS (default `false`): when `true` TLS is required.
         public var ssl: Bool
         /// Verify the server certificate and host name (default: verify when `ssl` is on).
@@ -86,6 +95,8 @@ extension MySQLSessionStore {
             pool: String? = nil,
             poolSize: Int = 30,
             backlog: Int = 1024,
+            sharedConnections: Int = 1,
+            pipelineDepth: Int = 16,
             ssl: Bool = false,
             sslVerify: Bool? = nil,
             sslCAFile: String? = nil,
@@ -110,6 +121,8 @@ extension MySQLSessionStore {
             self.pool = pool
             self.poolSize = poolSize
             self.backlog = backlog
+            self.sharedConnections = sharedConnections
+            self.pipelineDepth = pipelineDepth
             self.ssl = ssl
             self.sslVerify = sslVerify
             self.sslCAFile = sslCAFile

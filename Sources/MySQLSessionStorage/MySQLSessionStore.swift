@@ -40,7 +40,8 @@ public struct MySQLSessionStore: SessionStore, Service {
             configuration: try configuration.connectionConfiguration(),
             pool: .init(
                 size: configuration.poolSize, backlog: configuration.backlog, keepaliveTimeout: configuration.keepaliveTimeout,
-                failFastAfter: configuration.connectTimeout, name: configuration.pool),
+                failFastAfter: configuration.connectTimeout, name: configuration.pool,
+                sharedConnections: configuration.sharedConnections, pipelineDepth: configuration.pipelineDepth),
             eventLoopGroup: eventLoopGroup,
             logger: logger)
         self.instrumentation = SessionStoreInstrumentation(backend: "mysql", logger: logger, metricsFactory: metricsFactory)
@@ -140,7 +141,7 @@ public struct MySQLSessionStore: SessionStore, Service {
             }
             let action = request.oldKeyPolicy(configuration.rememberRotation)
             if action == .none && pairs.isEmpty {
-                try await run { try await $0.execute(sql.upsert, binds: upsertBinds) }
+                try await execute(sql.upsert, binds: upsertBinds)
                 return
             }
             try await transaction { connection in
@@ -171,7 +172,7 @@ public struct MySQLSessionStore: SessionStore, Service {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             try validateKey(key)
             try validateTime(currentTime)
-            let result = try await run { try await $0.execute(sql.get, binds: [.string(key), .int(Int64(currentTime))]) }
+            let result = try await execute(sql.get, binds: [.string(key), .int(Int64(currentTime))])
             guard let row = result.rows.first else { return nil }
             return row[0].string
         }
@@ -182,7 +183,7 @@ public struct MySQLSessionStore: SessionStore, Service {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             try validateKey(key)
             // The metadata rows follow the session row by ON DELETE CASCADE.
-            try await run { try await $0.execute(sql.deleteSession, binds: [.string(key)]) }
+            try await execute(sql.deleteSession, binds: [.string(key)])
         }
     }
 
@@ -192,9 +193,7 @@ public struct MySQLSessionStore: SessionStore, Service {
             try validateText(audience, what: "audience")
             try validateText(subject, what: "subject")
             try validateTime(currentTime)
-            let result = try await run {
-                try await $0.execute(sql.readMetadata, binds: [.string(audience), .string(subject), .int(Int64(currentTime))])
-            }
+            let result = try await execute(sql.readMetadata, binds: [.string(audience), .string(subject), .int(Int64(currentTime))])
             var index: [String: Int] = [:]
             for row in result.rows {
                 guard let sid = row[0].string, let expiry = row[1].int else {
@@ -228,6 +227,17 @@ public struct MySQLSessionStore: SessionStore, Service {
     }
 
     // MARK: - helpers
+
+    /// One autocommit statement, on a connection shared with other operations' statements
+    /// (``Configuration/sharedConnections``, pipelined) or on one of its own.
+    @discardableResult
+    private func execute(_ statement: String, binds: [MySQLValue]) async throws -> MySQLQueryResult {
+        do {
+            return try await client.execute(statement, binds: binds)
+        } catch {
+            throw Self.map(error)
+        }
+    }
 
     @discardableResult
     private func run<T: Sendable>(_ body: (MySQLConnection) async throws -> T) async throws -> T {

@@ -64,8 +64,13 @@ struct MySQLPreparedStatement: Sendable, Hashable {
 }
 
 /// The state of one connection after the TCP connect, as a pure state machine: packets and
-/// commands in, actions out. It holds the command queue (one command on the wire at a time)
-/// and the cache of prepared statements.
+/// commands in, actions out. It holds the command queue and the cache of prepared statements.
+///
+/// Pipelining: with a `pipelineDepth` above 1, executes of cached statements are written while
+/// earlier commands still wait for their replies (up to `pipelineDepth` commands on the wire);
+/// the server answers in order, so the replies are read in the order the commands went out. A
+/// command that needs a prepare (or any other kind of command) waits until nothing is on the
+/// wire, and nothing is pipelined behind a prepare; an error reply fails only its own command.
 struct MySQLConnectionStateMachine {
     /// A message to write and its sequence id.
     struct Outgoing: Sendable, Equatable {
@@ -134,6 +139,11 @@ struct MySQLConnectionStateMachine {
 
     private(set) var state: State
     private var queue = CircularBuffer<MySQLTask>()
+    /// Commands written after the running one (pipelined), in the order they went out; the
+    /// running command is the state's.
+    private var pipelined = CircularBuffer<(task: MySQLTask, phase: Phase)>()
+    /// The most commands on the wire at once (1: no pipelining).
+    let pipelineDepth: Int
     private var cache: [String: MySQLPreparedStatement] = [:]
     private var cacheOrder: [String] = []
     /// Whether `MARIADB_CLIENT_CACHE_METADATA` was negotiated: the column count of a binary
@@ -142,10 +152,19 @@ struct MySQLConnectionStateMachine {
     let maxPacketSize: Int
     let statementCacheCapacity: Int
 
-    init(authentication: MySQLAuthenticationStateMachine, maxPacketSize: Int, statementCacheCapacity: Int = 128) {
+    init(
+        authentication: MySQLAuthenticationStateMachine, maxPacketSize: Int, statementCacheCapacity: Int = 128, pipelineDepth: Int = 1
+    ) {
         self.state = .authenticating(authentication)
         self.maxPacketSize = maxPacketSize
         self.statementCacheCapacity = max(1, statementCacheCapacity)
+        self.pipelineDepth = max(1, pipelineDepth)
+    }
+
+    /// The number of commands written whose replies have not been read yet.
+    var commandsOnTheWire: Int {
+        if case .running = state { return 1 + pipelined.count }
+        return 0
     }
 
     /// The number of prepared statements cached.
@@ -183,7 +202,11 @@ struct MySQLConnectionStateMachine {
             return .failTasks([task.promise], MySQLError(.connectionClosed, message: "the connection is closed"), then: [])
         case .ready:
             return startTask(task)
-        case .authenticating, .running:
+        case .running(_, let phase):
+            if queue.isEmpty, let action = pipeline(task, behind: phase) { return action }
+            queue.append(task)
+            return .wait
+        case .authenticating:
             queue.append(task)
             return .wait
         }
@@ -230,17 +253,51 @@ struct MySQLConnectionStateMachine {
         }
     }
 
-    /// Starts the next queued command; commands refused before sending are returned to fail.
+    /// Starts the next queued command, and pipelines the queued commands that may follow it;
+    /// commands refused before sending are returned to fail.
     private mutating func startNext() -> (writes: [Outgoing], failed: [(MySQLResultPromise, MySQLError)]) {
         var failed: [(MySQLResultPromise, MySQLError)] = []
-        while case .ready = state, let task = queue.popFirst() {
-            switch startTask(task) {
-            case .write(let writes): return (writes, failed)
+        var writes: [Outgoing] = []
+        while let task = queue.first {
+            let action: Action
+            switch state {
+            case .ready:
+                action = startTask(queue.removeFirst())
+            case .running(_, let phase):
+                guard let pipelinedAction = pipeline(task, behind: phase) else { return (writes, failed) }
+                queue.removeFirst()
+                action = pipelinedAction
+            default:
+                return (writes, failed)
+            }
+            switch action {
+            case .write(let more): writes += more
             case .failTasks(let promises, let error, _): failed += promises.map { ($0, error) }
             default: break
             }
         }
-        return ([], failed)
+        return (writes, failed)
+    }
+
+    /// Writes `task` behind the commands on the wire when it may be pipelined: an execute of a
+    /// cached statement, with room in the pipeline, and no prepare on the wire (whose
+    /// statement's execute must go out right after it). `nil`: it has to wait.
+    private mutating func pipeline(_ task: MySQLTask, behind running: Phase) -> Action? {
+        guard 1 + pipelined.count < pipelineDepth, case .execute(let sql, let binds) = task.command,
+            let statement = cache[sql]
+        else { return nil }
+        if case .preparing = running { return nil }
+        guard MySQLClientMessage.executePayloadSize(binds: binds) <= maxPacketSize else {
+            return .failTasks([task.promise], Self.tooLarge(maxPacketSize), then: [])
+        }
+        if let error = Self.parameterMismatch(statement, binds) {
+            return .failTasks([task.promise], error, then: [])
+        }
+        var reader = ResultSetReader(binary: true)
+        reader.statementSQL = sql
+        reader.cachedColumns = statement.columns
+        pipelined.append((task, .resultSet(reader)))
+        return .write([Outgoing(message: .execute(statementID: statement.id, binds: binds), sequenceID: 0)])
     }
 
     private mutating func startTask(_ task: MySQLTask) -> Action {
@@ -292,7 +349,12 @@ struct MySQLConnectionStateMachine {
     }
 
     private mutating func finish(_ task: MySQLTask, _ result: Result<MySQLQueryResult, MySQLError>, before: [Outgoing] = []) -> Action {
-        state = .ready
+        // The next reply is that of the oldest pipelined command, if any.
+        if let next = pipelined.popFirst() {
+            state = .running(next.task, next.phase)
+        } else {
+            state = .ready
+        }
         let next = startNext()
         if !next.failed.isEmpty {
             // Rare: queued commands refused before sending. Fail them with the next write.
@@ -355,6 +417,8 @@ struct MySQLConnectionStateMachine {
                     throw MySQLError(.protocolError, message: "malformed result set header")
                 }
                 if follows == 0 {
+                    // The cache's definitions, which a reply before this one may have refreshed.
+                    if let sql = reader.statementSQL, let cached = cache[sql] { reader.cachedColumns = cached.columns }
                     guard reader.cachedColumns.count == reader.columnCount else {
                         throw MySQLError(
                             .protocolError, message: "the server skipped column definitions this connection has not cached")
@@ -453,6 +517,7 @@ struct MySQLConnectionStateMachine {
     private mutating func drainPromises() -> [MySQLResultPromise] {
         var promises: [MySQLResultPromise] = []
         if case .running(let task, _) = state { promises.append(task.promise) }
+        while let entry = pipelined.popFirst() { promises.append(entry.task.promise) }
         while let task = queue.popFirst() { promises.append(task.promise) }
         return promises
     }

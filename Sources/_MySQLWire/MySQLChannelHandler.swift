@@ -176,7 +176,9 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             connectPromise.succeed(greeting)
             write(then, context: context, isCommand: true)
         case .complete(let promise, let result, let then):
-            readDeadline = nil
+            // With pipelined commands still on the wire, the read timeout counts again from this
+            // reply (progress); with none, the next write starts it.
+            readDeadline = machine.commandsOnTheWire > 0 ? context.eventLoop.now + TimeAmount(timeouts.read) : nil
             // The next command first: it is on the wire before the caller resumes.
             write(then, context: context, isCommand: true)
             promise.complete(result)
@@ -213,9 +215,15 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
             return
         }
-        // The read timeout counts from the write of the command to the end of its reply.
-        let deadline = context.eventLoop.now + TimeAmount(timeouts.read)
-        readDeadline = deadline
+        // The read timeout counts from the write of the command to the end of its reply (with
+        // commands already on the wire, from the last reply: a pipelined write does not move it).
+        let deadline: NIODeadline
+        if let current = readDeadline {
+            deadline = current
+        } else {
+            deadline = context.eventLoop.now + TimeAmount(timeouts.read)
+            readDeadline = deadline
+        }
         if readTimer == nil { armReadTimer(deadline, context: context) }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         // The send timeout runs while the socket does not take the writes: a flush that

@@ -34,11 +34,20 @@ public final class MySQLClient: Service, Sendable {
         public var failFastAfter: Duration
         /// The name of the pool (the seed's `pool`), used in logs.
         public var name: String?
+        /// How many of the pool's connections ``MySQLClient/execute(_:binds:)`` shares between
+        /// concurrent single statements, each carrying up to ``pipelineDepth`` of them at once
+        /// (pipelining: fewer system calls and wake-ups per statement, on both sides). At
+        /// least one connection stays unshared, for transactions and
+        /// ``MySQLClient/withConnection(_:)``. 0 (the default): every statement has a
+        /// connection to itself.
+        public var sharedConnections: Int
+        /// The most statements on the wire at once on a shared connection.
+        public var pipelineDepth: Int
 
         /// Creates pool options.
         public init(
             size: Int = 16, backlog: Int = 256, keepaliveTimeout: Duration = .seconds(60), pingInterval: Duration? = .seconds(30),
-            failFastAfter: Duration = .seconds(2), name: String? = nil
+            failFastAfter: Duration = .seconds(2), name: String? = nil, sharedConnections: Int = 0, pipelineDepth: Int = 16
         ) {
             self.size = size
             self.backlog = backlog
@@ -46,6 +55,8 @@ public final class MySQLClient: Service, Sendable {
             self.pingInterval = pingInterval
             self.failFastAfter = failFastAfter
             self.name = name
+            self.sharedConnections = sharedConnections
+            self.pipelineDepth = pipelineDepth
         }
     }
 
@@ -72,6 +83,8 @@ public final class MySQLClient: Service, Sendable {
     /// Leases kept between operations (see `PoolLeaseCache`): most operations never touch the
     /// pool.
     private let cache = PoolLeaseCache<MySQLConnection>(maximumIdle: .seconds(1)) { $0.isClosed }
+    /// The connections shared by single statements (`nil`: none, ``Pool/sharedConnections`` 0).
+    private let shared: MySQLSharedLeases?
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
 
@@ -82,6 +95,12 @@ public final class MySQLClient: Service, Sendable {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "mysql.client")
     ) {
+        // At least one connection stays for transactions and `withConnection`.
+        let sharedCount = min(max(0, pool.sharedConnections), max(1, pool.size) - 1)
+        self.shared = sharedCount > 0 ? MySQLSharedLeases(maximum: sharedCount, depth: pool.pipelineDepth) : nil
+        var pipelined = configuration
+        if sharedCount > 0 { pipelined.pipelineDepth = max(configuration.pipelineDepth, pool.pipelineDepth) }
+        let configuration = pipelined
         self.configuration = configuration
         self.pool = pool
         self.eventLoopGroup = eventLoopGroup
@@ -136,9 +155,11 @@ public final class MySQLClient: Service, Sendable {
     /// Runs the pool until cancelled or gracefully shut down.
     public func run() async throws {
         let cache = self.cache
+        let shared = self.shared
         // Leases kept unused for a second go back to the pool, whose idle timeout then applies.
         let sweeper = eventLoopGroup.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             cache.releaseIdle()
+            for lease in shared?.releaseIdle() ?? [] { lease.release() }
         }
         await cancelWhenGracefulShutdown {
             await withTaskCancellationHandler {
@@ -146,10 +167,12 @@ public final class MySQLClient: Service, Sendable {
             } onCancel: {
                 // The pool shuts down once every lease is back.
                 cache.close()
+                for lease in shared?.close() ?? [] { lease.release() }
             }
         }
         sweeper.cancel()
         cache.close()
+        for lease in shared?.close() ?? [] { lease.release() }
     }
 
     /// Leases a connection for `body` and returns it to the pool afterwards. A connection whose
@@ -161,6 +184,28 @@ public final class MySQLClient: Service, Sendable {
         guard count <= limit else {
             throw MySQLError(.poolExhausted, message: "the pool of \(pool.size) connections and its backlog of \(pool.backlog) are full")
         }
+        let lease = try await takeLease()
+        do {
+            let result = try await body(lease.connection)
+            cache.put(lease)
+            return result
+        } catch let error as MySQLError {
+            if Self.closesConnection(error) {
+                lease.connection.close()
+                lease.release()
+            } else {
+                cache.put(lease)
+            }
+            throw error
+        } catch {
+            lease.connection.close()
+            lease.release()
+            throw error
+        }
+    }
+
+    /// A kept lease or one from the pool (within the connect timeout), errors mapped.
+    private func takeLease() async throws -> ConnectionLease<MySQLConnection> {
         let lease: ConnectionLease<MySQLConnection>
         do {
             if let kept = cache.takePreferringCurrentEventLoop({ $0.channel.eventLoop }) {
@@ -180,23 +225,7 @@ public final class MySQLClient: Service, Sendable {
                 last?.code ?? .connectionFailed, message: "no connection to the server could be made",
                 serverError: last?.serverError, underlying: last ?? error)
         }
-        do {
-            let result = try await body(lease.connection)
-            cache.put(lease)
-            return result
-        } catch let error as MySQLError {
-            if Self.closesConnection(error) {
-                lease.connection.close()
-                lease.release()
-            } else {
-                cache.put(lease)
-            }
-            throw error
-        } catch {
-            lease.connection.close()
-            lease.release()
-            throw error
-        }
+        return lease
     }
 
     static func closesConnection(_ error: MySQLError) -> Bool {
@@ -246,11 +275,53 @@ public final class MySQLClient: Service, Sendable {
         try await withConnection { try await $0.query(sql) }
     }
 
-    /// Runs a prepared statement on a pooled connection.
+    /// Runs a prepared statement on a pooled connection: with ``Pool/sharedConnections``, on a
+    /// connection shared with other callers' statements (pipelined), otherwise on one of its
+    /// own. Each statement commits on its own (autocommit); use ``withConnection(_:)`` for a
+    /// transaction.
     @discardableResult
     public func execute(_ sql: String, binds: [MySQLValue] = []) async throws -> MySQLQueryResult {
-        try await withConnection { try await $0.execute(sql, binds: binds) }
+        guard let shared else { return try await withConnection { try await $0.execute(sql, binds: binds) } }
+        let lease: ConnectionLease<MySQLConnection>
+        switch shared.pick() {
+        case .use(let sharedLease):
+            lease = sharedLease
+        case .full:
+            return try await withConnection { try await $0.execute(sql, binds: binds) }
+        case .takeNew:
+            let limit = max(1, pool.size) + max(0, pool.backlog)
+            let count = outstanding.add(1, ordering: .relaxed).newValue
+            defer { outstanding.subtract(1, ordering: .relaxed) }
+            guard count <= limit else {
+                shared.addFailed()
+                throw MySQLError(.poolExhausted, message: "the pool of \(pool.size) connections and its backlog of \(pool.backlog) are full")
+            }
+            do {
+                lease = try await takeLease()
+            } catch {
+                shared.addFailed()
+                throw error
+            }
+            guard shared.added(lease) else {
+                // Shut down meanwhile: this statement still runs, the lease then goes back.
+                defer { lease.release() }
+                return try await lease.connection.execute(sql, binds: binds)
+            }
+        }
+        do {
+            let result = try await lease.connection.execute(sql, binds: binds)
+            shared.done(lease, failed: false)?.release()
+            return result
+        } catch {
+            let closes = (error as? MySQLError).map(Self.closesConnection) ?? true
+            if closes { lease.connection.close() }
+            shared.done(lease, failed: closes)?.release()
+            throw error
+        }
     }
+
+    /// The shared connections' ids and users, and the most users one had at once (tests).
+    var sharedConnections: (entries: [(connectionID: Int, users: Int)], peakUsers: Int) { shared?.snapshot ?? ([], 0) }
 }
 
 /// The last connect error and the number of failed connects, shared with the pool's

@@ -82,6 +82,11 @@ public final class MySQLConnection: Sendable {
         public var setupStatements: [String]
         /// The number of prepared statements cached per connection (the oldest is closed past it).
         public var statementCacheCapacity: Int
+        /// The most commands written to the server at once when several callers use the
+        /// connection concurrently (pipelining; default 1, one at a time): executes of cached
+        /// statements then go out while earlier ones wait for their replies, which the server
+        /// sends in order. ``MySQLClient`` sets it for the connections it shares.
+        public var pipelineDepth: Int
 
         /// Creates a configuration.
         public init(
@@ -96,7 +101,8 @@ public final class MySQLConnection: Sendable {
             serverPublicKeyPEM: String? = nil,
             allowPublicKeyRetrieval: Bool = false,
             setupStatements: [String] = [],
-            statementCacheCapacity: Int = 128
+            statementCacheCapacity: Int = 128,
+            pipelineDepth: Int = 1
         ) {
             self.endpoint = endpoint
             self.username = username
@@ -110,6 +116,7 @@ public final class MySQLConnection: Sendable {
             self.allowPublicKeyRetrieval = allowPublicKeyRetrieval
             self.setupStatements = setupStatements
             self.statementCacheCapacity = statementCacheCapacity
+            self.pipelineDepth = pipelineDepth
         }
     }
 
@@ -163,7 +170,7 @@ public final class MySQLConnection: Sendable {
                 serverPublicKeyPEM: configuration.serverPublicKeyPEM, allowPublicKeyRetrieval: configuration.allowPublicKeyRetrieval))
         let machine = MySQLConnectionStateMachine(
             authentication: auth, maxPacketSize: configuration.maxPacketSize,
-            statementCacheCapacity: configuration.statementCacheCapacity)
+            statementCacheCapacity: configuration.statementCacheCapacity, pipelineDepth: configuration.pipelineDepth)
         let connectPromise = eventLoop.makePromise(of: MySQLHandshakeV10.self)
         let handlerPromise = eventLoop.makePromise(of: NIOLoopBound<MySQLChannelHandler>.self)
         let tls = sslContext.map { (context: $0, serverHostname: serverHostname) }

@@ -238,6 +238,121 @@ struct ConnectionStateMachineTests {
             promise.succeed(.init())
         }
     }
+
+    /// A machine with `depth` commands allowed on the wire and "UPDATE t SET a = ?" (statement
+    /// 7: one parameter, no columns) prepared and cached.
+    func pipelining(depth: Int) -> MySQLConnectionStateMachine {
+        var machine = MySQLConnectionStateMachine(
+            authentication: .init(
+                configuration: .init(username: "u", password: "p", database: nil, collation: 11, maxPacketSize: 1 << 20, tls: .disable)),
+            maxPacketSize: 1 << 20, statementCacheCapacity: 4, pipelineDepth: depth)
+        _ = machine.packetReceived(ServerPacket.greeting(plugin: "mysql_native_password"), greeting: true)
+        _ = machine.packetReceived(ServerPacket.ok(2), greeting: false)
+        let promise = loop.makePromise(of: MySQLQueryResult.self)
+        _ = machine.enqueue(MySQLTask(command: .execute("UPDATE t SET a = ?", binds: [.int(0)]), promise: promise))
+        _ = machine.packetReceived(ServerPacket.packet(1, [0, 7, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]), greeting: false)
+        _ = machine.packetReceived(ServerPacket.column(2, name: "?", type: .longlong), greeting: false)
+        _ = machine.packetReceived(ServerPacket.eof(3), greeting: false)
+        _ = machine.packetReceived(ServerPacket.ok(1), greeting: false)
+        promise.succeed(.init())
+        return machine
+    }
+
+    @Test func pipelinedExecutesGoOutTogetherAndCompleteInOrder() {
+        var machine = pipelining(depth: 3)
+        #expect(machine.commandsOnTheWire == 0)
+        let promises = (0..<4).map { _ in loop.makePromise(of: MySQLQueryResult.self) }
+        let update = "UPDATE t SET a = ?"
+        var written: [[MySQLClientMessage]] = []
+        for (index, promise) in promises.enumerated() {
+            written.append(writes(machine.enqueue(MySQLTask(command: .execute(update, binds: [.int(Int64(index + 1))]), promise: promise))))
+        }
+        // Three on the wire at once (the depth), the fourth waits.
+        #expect(written[0] == [.execute(statementID: 7, binds: [.int(1)])])
+        #expect(written[1] == [.execute(statementID: 7, binds: [.int(2)])])
+        #expect(written[2] == [.execute(statementID: 7, binds: [.int(3)])])
+        #expect(written[3].isEmpty)
+        #expect(machine.commandsOnTheWire == 3)
+
+        // The first reply is an error: it fails the first command only, and the fourth goes out.
+        let first = machine.packetReceived(ServerPacket.error(1, code: 1062, state: "23000", message: "Duplicate entry"), greeting: false)
+        guard case .complete(_, .failure(let error), let then) = first else {
+            Issue.record("expected the first command to fail, got \(first)")
+            return
+        }
+        #expect(error.errorCode == 1062)
+        #expect(then.map(\.message) == [.execute(statementID: 7, binds: [.int(4)])])
+        promises[0].fail(error)
+        // The others complete in the order they went out, each with its own reply.
+        for (index, affected) in [(1, 2), (2, 3), (3, 4)] {
+            let action = machine.packetReceived(ServerPacket.packet(1, [0, UInt8(affected), 0, 2, 0, 0, 0]), greeting: false)
+            guard case .complete(_, .success(let result), let then) = action else {
+                Issue.record("expected command \(index) to complete, got \(action)")
+                return
+            }
+            #expect(result.affectedRows == UInt64(affected))
+            #expect(then.isEmpty)
+            promises[index].succeed(result)
+        }
+        #expect(machine.commandsOnTheWire == 0)
+    }
+
+    @Test func aPrepareWaitsForTheWireAndNothingFollowsIt() {
+        var machine = pipelining(depth: 4)
+        let update = "UPDATE t SET a = ?"
+        let select = "SELECT ?"
+        let a = loop.makePromise(of: MySQLQueryResult.self)
+        let b = loop.makePromise(of: MySQLQueryResult.self)
+        let c = loop.makePromise(of: MySQLQueryResult.self)
+        #expect(writes(machine.enqueue(MySQLTask(command: .execute(update, binds: [.int(1)]), promise: a))).count == 1)
+        // Not cached: waits, and what comes after it waits too (the order is kept).
+        #expect(machine.enqueue(MySQLTask(command: .execute(select, binds: [.int(2)]), promise: b)).isWait)
+        #expect(machine.enqueue(MySQLTask(command: .execute(update, binds: [.int(3)]), promise: c)).isWait)
+        #expect(machine.commandsOnTheWire == 1)
+        // The first reply: the prepare goes out, alone.
+        let afterA = machine.packetReceived(ServerPacket.ok(1), greeting: false)
+        #expect(writes(afterA) == [.prepare(select)])
+        a.succeed(.init())
+        // PREPARE OK (statement 8, one column, one parameter): the execute follows, then the
+        // queued cached execute is pipelined behind it once its reply is read.
+        _ = machine.packetReceived(ServerPacket.packet(1, [0, 8, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0]), greeting: false)
+        _ = machine.packetReceived(ServerPacket.column(2, name: "?", type: .longlong), greeting: false)
+        _ = machine.packetReceived(ServerPacket.eof(3), greeting: false)
+        _ = machine.packetReceived(ServerPacket.column(4, name: "?", type: .longlong), greeting: false)
+        #expect(writes(machine.packetReceived(ServerPacket.eof(5), greeting: false)) == [.execute(statementID: 8, binds: [.int(2)])])
+        #expect(machine.commandsOnTheWire == 1)
+        _ = machine.packetReceived(ServerPacket.packet(1, [1]), greeting: false)
+        _ = machine.packetReceived(ServerPacket.column(2, name: "?", type: .longlong), greeting: false)
+        _ = machine.packetReceived(ServerPacket.eof(3), greeting: false)
+        _ = machine.packetReceived(ServerPacket.packet(4, [0, 0, 2, 0, 0, 0, 0, 0, 0, 0]), greeting: false)
+        let afterB = machine.packetReceived(ServerPacket.eof(5), greeting: false)
+        guard case .complete(_, .success(let result), let then) = afterB else {
+            Issue.record("expected the select to complete, got \(afterB)")
+            return
+        }
+        #expect(result.rows.first?.values == [.int(2)])
+        #expect(then.map(\.message) == [.execute(statementID: 7, binds: [.int(3)])])
+        b.succeed(result)
+        _ = machine.packetReceived(ServerPacket.ok(1), greeting: false)
+        c.succeed(.init())
+    }
+
+    @Test func aClosedConnectionFailsEveryPipelinedCommand() {
+        var machine = pipelining(depth: 8)
+        let promises = (0..<5).map { _ in loop.makePromise(of: MySQLQueryResult.self) }
+        for (index, promise) in promises.enumerated() {
+            _ = machine.enqueue(MySQLTask(command: .execute("UPDATE t SET a = ?", binds: [.int(Int64(index))]), promise: promise))
+        }
+        #expect(machine.commandsOnTheWire == 5)
+        guard case .closeWithError(let error, let failed) = machine.channelInactive() else {
+            Issue.record("expected the connection to close")
+            return
+        }
+        #expect(error.code == .connectionClosed)
+        #expect(failed.count == 5)
+        for promise in promises { promise.fail(error) }
+        #expect(machine.commandsOnTheWire == 0)
+    }
 }
 
 extension MySQLConnectionStateMachine.Action {

@@ -28,7 +28,9 @@ struct Options {
     var host = "127.0.0.1"
     var port: Int?
     var poolSize = 4
-    /// memcached: requests one connection carries at once (nil: the store's default)
+    /// MySQL: the shared (pipelined) connections; `nil`: the store's default.
+    var sharedConnections: Int?
+    /// memcached, MySQL: requests one connection carries at once (nil: the store's default)
     var pipelineDepth: Int?
     /// Redis: requests pipelined per connection (`nil`: the store's default)
     var requestsPerConnection: Int?
@@ -66,6 +68,7 @@ struct Options {
             case "--host": options.host = next()
             case "--port": options.port = Int(next())!
             case "--pool-size": options.poolSize = Int(next())!
+            case "--shared-connections": options.sharedConnections = Int(next())!
             case "--pipeline-depth": options.pipelineDepth = Int(next())!
             case "--requests-per-connection": options.requestsPerConnection = Int(next())!
             case "--numeric-keys": options.numericKeys = true
@@ -101,6 +104,7 @@ struct Options {
                                          [--warmup S] [--value-bytes B] [--keys K] [--label L]
                                          [--mix get=90,set=10,rotate=0,read_metadata=0] [--server-pid PID[,PID…]]
                     --event-loops N: the PostgreSQL or MySQL store on its own group of N event loops
+                    --shared-connections N: MySQL's shared, pipelined connections (0: none; --pipeline-depth D each)
                     --nio-executor: Swift concurrency's global executor on NIO's event loops
                     --server-pid: also print the CPU time per operation of those local servers' process trees
                     Prints one line: RESULT label=… ops_per_sec=… p50_us=… p99_us=… p999_us=… errors=…
@@ -154,6 +158,8 @@ func makeTarget(_ options: Options) throws -> (any BenchTarget, (@Sendable () as
             host: options.host, port: options.port ?? 3306, username: options.user, password: options.password)
         configuration.database = options.database
         configuration.poolSize = options.poolSize
+        if let shared = options.sharedConnections { configuration.sharedConnections = shared }
+        if let depth = options.pipelineDepth { configuration.pipelineDepth = depth }
         let store = try MySQLSessionStore(
             configuration: configuration,
             eventLoopGroup: options.eventLoops.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) }
