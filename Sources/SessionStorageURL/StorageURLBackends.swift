@@ -205,7 +205,8 @@ enum StorageURLBackends {
 
     // MARK: MySQL / MariaDB
 
-    /// `mysql://user[:password]@host[:port]/database?tls=…&migrate=true` (also `mariadb://`).
+    /// `mysql://user[:password]@host[:port]/database?tls=…&migrate=true` (also `mariadb://`);
+    /// `shared_connections=0` turns pipelining off.
     static func mysql(_ url: SessionStorageURL, _ parameters: inout SessionStorageURLParameters, _ logger: Logger) throws -> ConfiguredSessionStore {
         guard let user = url.user else {
             throw SessionStorageURLError(.missingComponent, message: "\(url.scheme):// needs a user", parameter: "user")
@@ -232,6 +233,8 @@ enum StorageURLBackends {
         configuration.pool = try parameters.nonEmptyString("pool")
         if let value = try parameters.int("pool_size", in: 1...10_000) { configuration.poolSize = value }
         if let value = try parameters.int("backlog", in: 0...1_000_000) { configuration.backlog = value }
+        if let value = try parameters.int("shared_connections", in: 0...10_000) { configuration.sharedConnections = value }
+        if let value = try parameters.int("pipeline_depth", in: 1...1024) { configuration.pipelineDepth = value }
         if let value = try parameters.choice("schema", ["ascii": MySQLSessionStore.Schema.ascii, "utf8mb4": .utf8mb4]) {
             configuration.schema = value
         }

@@ -189,7 +189,7 @@ private func expectURLError(
 
     @Test func mysqlOptions() throws {
         let configured = try factory.makeStore(
-            url: "mysql://sess:\(secret)@db:3307/app?table=s&table_meta=sm&schema=utf8mb4&tls=true&tls_verify=false&pool_size=5&charset=utf8mb4",
+            url: "mysql://sess:\(secret)@db:3307/app?table=s&table_meta=sm&schema=utf8mb4&tls=true&tls_verify=false&pool_size=5&charset=utf8mb4&shared_connections=2&pipeline_depth=4",
             logger: quiet)
         let configuration = try #require(configured.store as? MySQLSessionStore).configuration
         #expect(configuration.username == "sess")
@@ -203,6 +203,9 @@ private func expectURLError(
         #expect(configuration.ssl)
         #expect(configuration.sslVerify == false)
         #expect(configuration.poolSize == 5)
+        #expect(configuration.sharedConnections == 2)
+        #expect(configuration.pipelineDepth == 4)
+        expectURLError(.invalidParameter) { _ = try factory.makeStore(url: "mysql://u:\(secret)@db/app?pipeline_depth=0", logger: quiet) }
         expectURLError(.missingComponent) { _ = try factory.makeStore(url: "mysql://db/app", logger: quiet) }
         // The backend's own refusal (a table name that is not an identifier) is storeFailed.
         expectURLError(.storeFailed) { _ = try factory.makeStore(url: "mysql://u:\(secret)@db/app?table=a%60b", logger: quiet) }
