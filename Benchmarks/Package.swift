@@ -25,6 +25,14 @@ let package = Package(
     ],
     targets: [
         .target(name: "CBenchSupport"),
+        .target(
+            name: "WebBenchSupport",
+            dependencies: [
+                .product(name: "RestySession", package: rootPackage),
+                .product(name: "SessionStorageURL", package: rootPackage),
+            ],
+            swiftSettings: [.enableUpcomingFeature("ExistentialAny")]
+        ),
         .executableTarget(
             name: "StorageBench",
             dependencies: [
@@ -53,9 +61,9 @@ let package = Package(
         .executableTarget(
             name: "WebBench",
             dependencies: [
+                "WebBenchSupport",
                 .product(name: "HummingbirdRestySession", package: rootPackage),
                 .product(name: "RestySession", package: rootPackage),
-                .product(name: "SessionStorageURL", package: rootPackage),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -64,9 +72,9 @@ let package = Package(
         .executableTarget(
             name: "VaporWebBench",
             dependencies: [
+                "WebBenchSupport",
                 .product(name: "VaporRestySession", package: rootPackage),
                 .product(name: "RestySession", package: rootPackage),
-                .product(name: "SessionStorageURL", package: rootPackage),
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -1,7 +1,7 @@
 import Logging
 import NIOPosix
 import RestySession
-import SessionStorageURL
+import WebBenchSupport
 import Vapor
 import VaporRestySession
 
@@ -18,35 +18,16 @@ import VaporRestySession
 //
 // Never run in CI.
 
-var storage = "memory://bench"
-var port = 8090
-var threads = 1
-var arguments = CommandLine.arguments.dropFirst().makeIterator()
-while let argument = arguments.next() {
-    switch argument {
-    case "--storage": storage = arguments.next() ?? storage
-    case "--port": port = arguments.next().flatMap(Int.init) ?? port
-    case "--threads": threads = arguments.next().flatMap(Int.init) ?? threads
-    default:
-        FileHandle.standardError.write(Data("usage: vapor-web-bench [--storage URL] [--port PORT] [--threads N]\n".utf8))
-        exit(2)
-    }
-}
-
-var logger = Logger(label: "vapor-web-bench")
-logger.logLevel = .warning
-let store = try SessionStorageFactory.standard.makeStore(url: storage, logger: logger)
-var configuration = SessionManager.Configuration(secret: "web-bench secret, not for production")
-configuration.storeMetadata = false
-let manager = try SessionManager(configuration: configuration, storage: store, logger: logger)
+let setup = WebBenchSetup.fromCommandLine(program: "vapor-web-bench")
+let (logger, store, manager) = try setup.makeManager(label: "vapor-web-bench")
 
 // one event loop by default, like one nginx worker (the server is pinned to one core)
-let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+let group = MultiThreadedEventLoopGroup(numberOfThreads: setup.threads)
 let environment = Environment(name: "production", arguments: ["vapor-web-bench", "serve"])
 let app = try await Application.make(environment, .shared(group), logger: logger)
 app.logger.logLevel = .warning
 app.http.server.configuration.hostname = "127.0.0.1"
-app.http.server.configuration.port = port
+app.http.server.configuration.port = setup.port
 app.http.server.configuration.serverName = "vapor-web-bench"
 
 app.get("plain") { _ in "anonymous" }

@@ -4,7 +4,7 @@ import HummingbirdRestySession
 import Logging
 import NIOPosix
 import RestySession
-import SessionStorageURL
+import WebBenchSupport
 
 // A minimal Hummingbird app for `wrk`: the same route with and without the session middleware.
 //
@@ -24,27 +24,8 @@ struct BenchContext: RestySessionRequestContext {
     init(source: Source) { self.coreContext = .init(source: source) }
 }
 
-var storage = "memory://bench"
-var port = 8090
-var threads = 1
-var arguments = CommandLine.arguments.dropFirst().makeIterator()
-while let argument = arguments.next() {
-    switch argument {
-    case "--storage": storage = arguments.next() ?? storage
-    case "--port": port = arguments.next().flatMap(Int.init) ?? port
-    case "--threads": threads = arguments.next().flatMap(Int.init) ?? threads
-    default:
-        FileHandle.standardError.write(Data("usage: web-bench [--storage URL] [--port PORT] [--threads N]\n".utf8))
-        exit(2)
-    }
-}
-
-var logger = Logger(label: "web-bench")
-logger.logLevel = .warning
-let store = try SessionStorageFactory.standard.makeStore(url: storage, logger: logger)
-var configuration = SessionManager.Configuration(secret: "web-bench secret, not for production")
-configuration.storeMetadata = false
-let manager = try SessionManager(configuration: configuration, storage: store, logger: logger)
+let setup = WebBenchSetup.fromCommandLine(program: "web-bench")
+let (logger, store, manager) = try setup.makeManager(label: "web-bench")
 
 let router = Router(context: BenchContext.self)
 router.get("/plain") { _, _ in "anonymous" }
@@ -63,10 +44,10 @@ sessions.get("/login") { _, context in
 
 let app = Application(
     router: router,
-    configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "web-bench"),
+    configuration: .init(address: .hostname("127.0.0.1", port: setup.port), serverName: "web-bench"),
     services: [store],
     // one event loop by default, like one nginx worker (the server is pinned to one core)
-    eventLoopGroupProvider: .shared(MultiThreadedEventLoopGroup(numberOfThreads: threads)),
+    eventLoopGroupProvider: .shared(MultiThreadedEventLoopGroup(numberOfThreads: setup.threads)),
     logger: logger
 )
 try await app.runService()
