@@ -130,6 +130,42 @@ struct MySQLPipeliningTests {
         }
     }
 
+    @Test func aWriteWaitingForARowLockHoldsUpNoRead() async throws {
+        var configuration = try MySQLTestServer.configuration()
+        configuration.poolSize = 4
+        configuration.sharedConnections = 1
+        try await MySQLTestServer.withStore(configuration) { store in
+            let t = Int(Date().timeIntervalSince1970)
+            let locked = SessionStoreConformance.randomKey()
+            let other = SessionStoreConformance.randomKey()
+            try await store.set(name: "session", key: locked, value: "before", ttl: 600, currentTime: t)
+            try await store.set(name: "session", key: other, value: "other", ttl: 600, currentTime: t)
+            _ = try await store.get(name: "session", key: other, currentTime: t)  // the read statement prepared
+            // Another client holds the row's lock for a second.
+            let holder = try await MySQLTestServer.connect()
+            _ = try await holder.query("BEGIN")
+            _ = try await holder.execute(
+                "SELECT sid FROM `\(store.configuration.tableName)` WHERE sid = ? FOR UPDATE", binds: [.string(locked)])
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // Waits for the lock.
+                    try await store.set(name: "session", key: locked, value: "after", ttl: 600, currentTime: t)
+                }
+                try await Task.sleep(for: .milliseconds(100))
+                let start = ContinuousClock.now
+                for _ in 0..<20 {
+                    #expect(try await store.get(name: "session", key: other, currentTime: t) == "other")
+                }
+                #expect(ContinuousClock.now - start < .milliseconds(700), "reads waited behind the locked write")
+                try await Task.sleep(for: .milliseconds(900))
+                _ = try await holder.query("COMMIT")
+                try await group.waitForAll()
+            }
+            await holder.closeGracefully()
+            #expect(try await store.get(name: "session", key: locked, currentTime: t) == "after")
+        }
+    }
+
     static func dropTable(_ table: String) async throws {
         let connection = try await MySQLTestServer.connect()
         _ = try await connection.query("DROP TABLE IF EXISTS `\(table)`")
