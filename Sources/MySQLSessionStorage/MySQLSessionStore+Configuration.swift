@@ -54,12 +54,14 @@ extension MySQLSessionStore {
         public var poolSize: Int
         /// Requests that may wait for a busy pool; past it `poolExhausted` at once.
         public var backlog: Int
-        /// How many of the pool's connections the reads (`get`, `readMetadata`: non-locking
-        /// `SELECT`s) share, each carrying up to ``pipelineDepth`` of them at once (pipelining:
-        /// the server answers in order; fewer system calls and wake-ups per statement on both
-        /// sides). Writes keep a connection to themselves (one waiting for a row lock would hold
-        /// up every statement behind it); at least one connection stays unshared. 0: every
-        /// statement has a connection to itself.
+        /// How many of the pool's connections the single statements share, in each of two lanes:
+        /// reads (`get`, `readMetadata`: non-locking `SELECT`s) and writes (a `set` without
+        /// rotation or index, a `delete` without index). Each shared connection carries up to
+        /// ``pipelineDepth`` statements at once (pipelining: the server answers in order; fewer
+        /// system calls and wake-ups per statement on both sides); a write waiting for a row lock
+        /// holds up only the writes behind it, never a read. Transactions keep a connection to
+        /// themselves, and at least one connection stays unshared. 0: every statement has a
+        /// connection to itself.
         public var sharedConnections: Int
         /// The most statements on the wire at once on a shared connection.
         public var pipelineDepth: Int

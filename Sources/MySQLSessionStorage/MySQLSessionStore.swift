@@ -141,7 +141,7 @@ public struct MySQLSessionStore: SessionStore, Service {
             }
             let action = request.oldKeyPolicy(configuration.rememberRotation)
             if action == .none && pairs.isEmpty {
-                try await run { try await $0.execute(sql.upsert, binds: upsertBinds) }
+                try await execute(sql.upsert, binds: upsertBinds, lane: .writes)
                 return
             }
             try await transaction { connection in
@@ -172,7 +172,7 @@ public struct MySQLSessionStore: SessionStore, Service {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             try validateKey(key)
             try validateTime(currentTime)
-            let result = try await read(sql.get, binds: [.string(key), .int(Int64(currentTime))])
+            let result = try await execute(sql.get, binds: [.string(key), .int(Int64(currentTime))], lane: .reads)
             guard let row = result.rows.first else { return nil }
             return row[0].string
         }
@@ -183,7 +183,7 @@ public struct MySQLSessionStore: SessionStore, Service {
             try SessionStoreValidation.lookup(name: name, key: key, currentTime: currentTime)
             try validateKey(key)
             // The metadata rows follow the session row by ON DELETE CASCADE.
-            try await run { try await $0.execute(sql.deleteSession, binds: [.string(key)]) }
+            try await execute(sql.deleteSession, binds: [.string(key)], lane: .writes)
         }
     }
 
@@ -193,7 +193,8 @@ public struct MySQLSessionStore: SessionStore, Service {
             try validateText(audience, what: "audience")
             try validateText(subject, what: "subject")
             try validateTime(currentTime)
-            let result = try await read(sql.readMetadata, binds: [.string(audience), .string(subject), .int(Int64(currentTime))])
+            let result = try await execute(
+                sql.readMetadata, binds: [.string(audience), .string(subject), .int(Int64(currentTime))], lane: .reads)
             var index: [String: Int] = [:]
             for row in result.rows {
                 guard let sid = row[0].string, let expiry = row[1].int else {
@@ -228,13 +229,13 @@ public struct MySQLSessionStore: SessionStore, Service {
 
     // MARK: - helpers
 
-    /// One read (a consistent, non-locking `SELECT`), on a connection shared with other reads
-    /// (``Configuration/sharedConnections``, pipelined) or on one of its own. Writes never share
-    /// a connection: one waiting for a row lock would hold up every statement behind it.
+    /// One autocommit statement, on a connection shared with other statements of its lane
+    /// (``Configuration/sharedConnections``, pipelined) or on one of its own. Reads and writes
+    /// have lanes of their own: a write waiting for a row lock never holds up a read.
     @discardableResult
-    private func read(_ statement: String, binds: [MySQLValue]) async throws -> MySQLQueryResult {
+    private func execute(_ statement: String, binds: [MySQLValue], lane: MySQLClient.Lane) async throws -> MySQLQueryResult {
         do {
-            return try await client.execute(statement, binds: binds)
+            return try await client.execute(statement, binds: binds, lane: lane)
         } catch {
             throw Self.map(error)
         }

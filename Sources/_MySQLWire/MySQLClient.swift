@@ -34,11 +34,11 @@ public final class MySQLClient: Service, Sendable {
         public var failFastAfter: Duration
         /// The name of the pool (the seed's `pool`), used in logs.
         public var name: String?
-        /// How many of the pool's connections ``MySQLClient/execute(_:binds:)`` shares between
-        /// concurrent single statements, each carrying up to ``pipelineDepth`` of them at once
-        /// (pipelining: fewer system calls and wake-ups per statement, on both sides). At
-        /// least one connection stays unshared, for transactions and
-        /// ``MySQLClient/withConnection(_:)``. 0 (the default): every statement has a
+        /// How many of the pool's connections ``MySQLClient/execute(_:binds:lane:)`` shares
+        /// between concurrent single statements in each ``MySQLClient/Lane``, each carrying up
+        /// to ``pipelineDepth`` of them at once (pipelining: fewer system calls and wake-ups per
+        /// statement, on both sides). At least one connection stays unshared, for transactions
+        /// and ``MySQLClient/withConnection(_:)``. 0 (the default): every statement has a
         /// connection to itself.
         public var sharedConnections: Int
         /// The most statements on the wire at once on a shared connection.
@@ -83,8 +83,9 @@ public final class MySQLClient: Service, Sendable {
     /// Leases kept between operations (see `PoolLeaseCache`): most operations never touch the
     /// pool.
     private let cache = PoolLeaseCache<MySQLConnection>(maximumIdle: .seconds(1)) { $0.isClosed }
-    /// The connections shared by single statements (`nil`: none, ``Pool/sharedConnections`` 0).
-    private let shared: MySQLSharedLeases?
+    /// The connections shared by single statements, one set per ``Lane`` (none with
+    /// ``Pool/sharedConnections`` 0).
+    private let shared: [Lane: MySQLSharedLeases]
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
 
@@ -96,8 +97,13 @@ public final class MySQLClient: Service, Sendable {
         logger: Logger = Logger(label: "mysql.client")
     ) {
         // At least one connection stays for transactions and `withConnection`.
-        let sharedCount = min(max(0, pool.sharedConnections), max(1, pool.size) - 1)
-        self.shared = sharedCount > 0 ? MySQLSharedLeases(maximum: sharedCount, depth: pool.pipelineDepth) : nil
+        let sharedCount = min(max(0, pool.sharedConnections), (max(1, pool.size) - 1) / 2)
+        self.shared =
+            sharedCount > 0
+            ? [
+                .reads: MySQLSharedLeases(maximum: sharedCount, depth: pool.pipelineDepth),
+                .writes: MySQLSharedLeases(maximum: sharedCount, depth: pool.pipelineDepth),
+            ] : [:]
         var pipelined = configuration
         if sharedCount > 0 { pipelined.pipelineDepth = max(configuration.pipelineDepth, pool.pipelineDepth) }
         let configuration = pipelined
@@ -155,11 +161,11 @@ public final class MySQLClient: Service, Sendable {
     /// Runs the pool until cancelled or gracefully shut down.
     public func run() async throws {
         let cache = self.cache
-        let shared = self.shared
+        let shared = Array(self.shared.values)
         // Leases kept unused for a second go back to the pool, whose idle timeout then applies.
         let sweeper = eventLoopGroup.any().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             cache.releaseIdle()
-            for lease in shared?.releaseIdle() ?? [] { lease.release() }
+            for lease in shared.flatMap({ $0.releaseIdle() }) { Self.handBack(lease) }
         }
         await cancelWhenGracefulShutdown {
             await withTaskCancellationHandler {
@@ -167,12 +173,12 @@ public final class MySQLClient: Service, Sendable {
             } onCancel: {
                 // The pool shuts down once every lease is back.
                 cache.close()
-                for lease in shared?.close() ?? [] { lease.release() }
+                for lease in shared.flatMap({ $0.close() }) { Self.handBack(lease) }
             }
         }
         sweeper.cancel()
         cache.close()
-        for lease in shared?.close() ?? [] { lease.release() }
+        for lease in shared.flatMap({ $0.close() }) { Self.handBack(lease) }
     }
 
     /// Leases a connection for `body` and returns it to the pool afterwards. A connection whose
@@ -191,17 +197,28 @@ public final class MySQLClient: Service, Sendable {
             return result
         } catch let error as MySQLError {
             if Self.closesConnection(error) {
-                lease.connection.close()
-                lease.release()
+                Self.handBack(lease, closing: true)
             } else {
                 cache.put(lease)
             }
             throw error
         } catch {
-            lease.connection.close()
-            lease.release()
+            Self.handBack(lease, closing: true)
             throw error
         }
+    }
+
+    /// Returns a lease to the pool; a connection that is closing (`closing`, or already closed)
+    /// goes back only once its channel has closed. The pool learns of the close through the
+    /// same close future, from a callback registered when the connection was made (so it runs
+    /// first): it never leases the closing connection out again.
+    static func handBack(_ lease: ConnectionLease<MySQLConnection>, closing: Bool = false) {
+        guard closing || lease.connection.isClosed else {
+            lease.release()
+            return
+        }
+        lease.connection.close()
+        lease.connection.channel.closeFuture.whenComplete { _ in lease.release() }
     }
 
     /// A kept lease or one from the pool (within the connect timeout), errors mapped.
@@ -275,13 +292,22 @@ public final class MySQLClient: Service, Sendable {
         try await withConnection { try await $0.query(sql) }
     }
 
+    /// The two sets of shared connections: a statement waits only behind statements of its own
+    /// lane, so a write waiting for a row lock never holds up a read.
+    public enum Lane: Sendable, Hashable {
+        /// Non-locking reads (plain `SELECT`s).
+        case reads
+        /// Anything else.
+        case writes
+    }
+
     /// Runs a prepared statement on a pooled connection: with ``Pool/sharedConnections``, on a
-    /// connection shared with other callers' statements (pipelined), otherwise on one of its
-    /// own. Each statement commits on its own (autocommit); use ``withConnection(_:)`` for a
-    /// transaction.
+    /// connection of `lane` shared with other callers' statements (pipelined), otherwise on one
+    /// of its own. Each statement commits on its own (autocommit); use ``withConnection(_:)``
+    /// for a transaction.
     @discardableResult
-    public func execute(_ sql: String, binds: [MySQLValue] = []) async throws -> MySQLQueryResult {
-        guard let shared else { return try await withConnection { try await $0.execute(sql, binds: binds) } }
+    public func execute(_ sql: String, binds: [MySQLValue] = [], lane: Lane = .writes) async throws -> MySQLQueryResult {
+        guard let shared = shared[lane] else { return try await withConnection { try await $0.execute(sql, binds: binds) } }
         let lease: ConnectionLease<MySQLConnection>
         switch shared.pick() {
         case .use(let sharedLease):
@@ -304,24 +330,26 @@ public final class MySQLClient: Service, Sendable {
             }
             guard shared.added(lease) else {
                 // Shut down meanwhile: this statement still runs, the lease then goes back.
-                defer { lease.release() }
+                defer { Self.handBack(lease) }
                 return try await lease.connection.execute(sql, binds: binds)
             }
         }
         do {
             let result = try await lease.connection.execute(sql, binds: binds)
-            shared.done(lease, failed: false)?.release()
+            if let last = shared.done(lease, failed: false) { Self.handBack(last) }
             return result
         } catch {
             let closes = (error as? MySQLError).map(Self.closesConnection) ?? true
             if closes { lease.connection.close() }
-            shared.done(lease, failed: closes)?.release()
+            if let last = shared.done(lease, failed: closes) { Self.handBack(last, closing: closes) }
             throw error
         }
     }
 
     /// The shared connections' ids and users, and the most users one had at once (tests).
-    var sharedConnections: (entries: [(connectionID: Int, users: Int)], peakUsers: Int) { shared?.snapshot ?? ([], 0) }
+    func sharedConnections(_ lane: Lane) -> (entries: [(connectionID: Int, users: Int)], peakUsers: Int) {
+        shared[lane]?.snapshot ?? ([], 0)
+    }
 }
 
 /// The last connect error and the number of failed connects, shared with the pool's

@@ -53,10 +53,12 @@ struct MySQLPipeliningTests {
                 }
                 #expect(mismatches == 0)
             }
-            let shared = store.client.sharedConnections
-            #expect(shared.peakUsers > 1, "no statement was ever pipelined")
-            #expect(shared.peakUsers <= 16)
-            #expect(shared.entries.count <= 1)
+            for lane in [MySQLClient.Lane.reads, .writes] {
+                let shared = store.client.sharedConnections(lane)
+                #expect(shared.peakUsers > 1, "no statement of \(lane) was ever pipelined")
+                #expect(shared.peakUsers <= 16)
+                #expect(shared.entries.count <= 1)
+            }
         }
     }
 
@@ -70,7 +72,7 @@ struct MySQLPipeliningTests {
             defer { Task { try? await Self.dropTable(table) } }
             let insert = "INSERT INTO `\(table)` (id, v) VALUES (?, ?)"
             try await client.execute(insert, binds: [.int(0), .int(0)])  // prepared and cached
-            let connectionBefore = client.sharedConnections.entries.map(\.connectionID)
+            let connectionBefore = client.sharedConnections(.writes).entries.map(\.connectionID)
             // Ids 0..<20 twice over: every id's second insert is a duplicate (1062).
             let outcomes = try await withThrowingTaskGroup(of: Int?.self) { group in
                 for index in 1..<41 {
@@ -89,8 +91,8 @@ struct MySQLPipeliningTests {
             #expect(outcomes.filter { $0 == 1062 }.count == 20)
             let rows = try await client.execute("SELECT COUNT(*) FROM `\(table)`")
             #expect(rows.rows.first?.values.first?.int == 21)
-            #expect(client.sharedConnections.peakUsers > 1, "no statement was ever pipelined")
-            #expect(client.sharedConnections.entries.map(\.connectionID) == connectionBefore, "the error closed the shared connection")
+            #expect(client.sharedConnections(.writes).peakUsers > 1, "no statement was ever pipelined")
+            #expect(client.sharedConnections(.writes).entries.map(\.connectionID) == connectionBefore, "the error closed the shared connection")
         }
     }
 
