@@ -330,8 +330,14 @@ public final class MySQLClient: Service, Sendable {
             }
             guard shared.added(lease) else {
                 // Shut down meanwhile: this statement still runs, the lease then goes back.
-                defer { Self.handBack(lease) }
-                return try await lease.connection.execute(sql, binds: binds)
+                do {
+                    let result = try await lease.connection.execute(sql, binds: binds)
+                    Self.handBack(lease)
+                    return result
+                } catch {
+                    Self.handBack(lease, closing: (error as? MySQLError).map(Self.closesConnection) ?? true)
+                    throw error
+                }
             }
         }
         do {
