@@ -169,26 +169,19 @@ public final class RequestSession: Sendable {
     /// Calling it again returns an empty list.
     nonisolated(nonsending) public func finish() async throws -> [String] {
         if let cookies = try finishWithoutStore() { return cookies }
-        let snapshot = state.withLock { state -> (Session?, Fingerprint?, SessionID?) in
-            guard !state.finished else { return (nil, nil, nil) }
+        // What is left needs the store: a changed session is saved, an unchanged one is renewed
+        // (its refresh is due and more than a touch).
+        let pending = state.withLock { state -> (session: Session, changed: Bool)? in
+            guard !state.finished, let session = state.session else { return nil }
             state.finished = true
-            return (state.session, state.baseline, state.openedSID)
+            return (session, Fingerprint(session) != state.baseline)
         }
-        guard var session = snapshot.0 else { return [] }
-        let changed = Fingerprint(session) != snapshot.1
-        switch session.state {
-        case .closed:
-            break
-        case .new:
-            if changed, !session.data.isEmpty || session.subject != nil || session.audiences.count > 1 {
-                try await session.save()
-            }
-        case .open:
-            if changed {
-                try await session.save()
-            } else if session.sid == snapshot.2 {
-                try await session.refresh()
-            }
+        guard let pending else { return [] }
+        var session = pending.session
+        if pending.changed {
+            try await session.save()
+        } else {
+            try await session.refresh()
         }
         let final = session
         state.withLock { $0.session = final }
