@@ -293,11 +293,9 @@ struct MySQLConnectionStateMachine {
         if let error = Self.parameterMismatch(statement, binds) {
             return .failTasks([task.promise], error, then: [])
         }
-        var reader = ResultSetReader(binary: true)
-        reader.statementSQL = sql
-        reader.cachedColumns = statement.columns
-        pipelined.append((task, .resultSet(reader)))
-        return .write([Outgoing(message: .execute(statementID: statement.id, binds: binds), sequenceID: 0)])
+        let (phase, command) = Self.executing(sql, statement, binds)
+        pipelined.append((task, phase))
+        return .write([command])
     }
 
     private mutating func startTask(_ task: MySQLTask) -> Action {
@@ -329,13 +327,20 @@ struct MySQLConnectionStateMachine {
     private mutating func execute(
         _ task: MySQLTask, sql: String, statement: MySQLPreparedStatement, binds: [MySQLValue], before: [Outgoing]
     ) -> Action {
+        let (phase, command) = Self.executing(sql, statement, binds)
+        state = .running(task, phase)
+        // The common case (a cached statement, nothing before it) allocates one array, not two.
+        return .write(before.isEmpty ? [command] : before + [command])
+    }
+
+    /// An execute of a cached statement: the reader of its reply and the command to write.
+    private static func executing(
+        _ sql: String, _ statement: MySQLPreparedStatement, _ binds: [MySQLValue]
+    ) -> (phase: Phase, command: Outgoing) {
         var reader = ResultSetReader(binary: true)
         reader.statementSQL = sql
         reader.cachedColumns = statement.columns
-        state = .running(task, .resultSet(reader))
-        let command = Outgoing(message: .execute(statementID: statement.id, binds: binds), sequenceID: 0)
-        // The common case (a cached statement, nothing before it) allocates one array, not two.
-        return .write(before.isEmpty ? [command] : before + [command])
+        return (.resultSet(reader), Outgoing(message: .execute(statementID: statement.id, binds: binds), sequenceID: 0))
     }
 
     static func parameterMismatch(_ statement: MySQLPreparedStatement, _ binds: [MySQLValue]) -> MySQLError? {

@@ -184,28 +184,33 @@ public final class MySQLClient: Service, Sendable {
     /// Leases a connection for `body` and returns it to the pool afterwards. A connection whose
     /// command failed with a connection-level error is closed, not reused.
     public func withConnection<Result: Sendable>(_ body: (MySQLConnection) async throws -> Result) async throws -> Result {
+        try await admitted {
+            let lease = try await takeLease()
+            do {
+                let result = try await body(lease.connection)
+                cache.put(lease)
+                return result
+            } catch {
+                if Self.closesConnection(error) {
+                    Self.handBack(lease, closing: true)
+                } else {
+                    cache.put(lease)
+                }
+                throw error
+            }
+        }
+    }
+
+    /// Runs `body` counted among the callers using or waiting for the pool; past the pool's
+    /// size plus its backlog, fails at once with ``MySQLError/Code/poolExhausted``.
+    private func admitted<Result>(_ body: () async throws -> Result) async throws -> Result {
         let limit = max(1, pool.size) + max(0, pool.backlog)
         let count = outstanding.add(1, ordering: .relaxed).newValue
         defer { outstanding.subtract(1, ordering: .relaxed) }
         guard count <= limit else {
             throw MySQLError(.poolExhausted, message: "the pool of \(pool.size) connections and its backlog of \(pool.backlog) are full")
         }
-        let lease = try await takeLease()
-        do {
-            let result = try await body(lease.connection)
-            cache.put(lease)
-            return result
-        } catch let error as MySQLError {
-            if Self.closesConnection(error) {
-                Self.handBack(lease, closing: true)
-            } else {
-                cache.put(lease)
-            }
-            throw error
-        } catch {
-            Self.handBack(lease, closing: true)
-            throw error
-        }
+        return try await body()
     }
 
     /// Returns a lease to the pool; a connection that is closing (`closing`, or already closed)
@@ -245,7 +250,10 @@ public final class MySQLClient: Service, Sendable {
         return lease
     }
 
-    static func closesConnection(_ error: MySQLError) -> Bool {
+    /// Whether `error` leaves the connection unusable (anything but a server's error reply or a
+    /// command refused before sending).
+    static func closesConnection(_ error: any Error) -> Bool {
+        guard let error = error as? MySQLError else { return true }
         switch error.code {
         case .server, .invalidArgument, .packetTooLarge: return false
         default: return true
@@ -309,47 +317,42 @@ public final class MySQLClient: Service, Sendable {
     public func execute(_ sql: String, binds: [MySQLValue] = [], lane: Lane = .writes) async throws -> MySQLQueryResult {
         guard let shared = shared[lane] else { return try await withConnection { try await $0.execute(sql, binds: binds) } }
         let lease: ConnectionLease<MySQLConnection>
+        // false: a lease taken while the client shut down, for this statement alone
+        var isShared = true
         switch shared.pick() {
         case .use(let sharedLease):
             lease = sharedLease
         case .full:
             return try await withConnection { try await $0.execute(sql, binds: binds) }
         case .takeNew:
-            let limit = max(1, pool.size) + max(0, pool.backlog)
-            let count = outstanding.add(1, ordering: .relaxed).newValue
-            defer { outstanding.subtract(1, ordering: .relaxed) }
-            guard count <= limit else {
-                shared.addFailed()
-                throw MySQLError(.poolExhausted, message: "the pool of \(pool.size) connections and its backlog of \(pool.backlog) are full")
-            }
             do {
-                lease = try await takeLease()
+                lease = try await admitted { try await takeLease() }
             } catch {
                 shared.addFailed()
                 throw error
             }
-            guard shared.added(lease) else {
-                // Shut down meanwhile: this statement still runs, the lease then goes back.
-                do {
-                    let result = try await lease.connection.execute(sql, binds: binds)
-                    Self.handBack(lease)
-                    return result
-                } catch {
-                    Self.handBack(lease, closing: (error as? MySQLError).map(Self.closesConnection) ?? true)
-                    throw error
-                }
-            }
+            isShared = shared.added(lease)
         }
         do {
             let result = try await lease.connection.execute(sql, binds: binds)
-            if let last = shared.done(lease, failed: false) { Self.handBack(last) }
+            Self.finished(lease, isShared ? shared : nil, failed: false)
             return result
         } catch {
-            let closes = (error as? MySQLError).map(Self.closesConnection) ?? true
-            if closes { lease.connection.close() }
-            if let last = shared.done(lease, failed: closes) { Self.handBack(last, closing: closes) }
+            Self.finished(lease, isShared ? shared : nil, failed: Self.closesConnection(error))
             throw error
         }
+    }
+
+    /// A statement on `lease` is done: its user leaves the shared connection (handed back after
+    /// its last user once it failed), or an unshared lease goes back at once.
+    private static func finished(_ lease: ConnectionLease<MySQLConnection>, _ shared: MySQLSharedLeases?, failed: Bool) {
+        guard let shared else {
+            handBack(lease, closing: failed)
+            return
+        }
+        // Closed now, so its other users fail at once rather than wait for their replies.
+        if failed { lease.connection.close() }
+        if let last = shared.done(lease, failed: failed) { handBack(last, closing: failed) }
     }
 
     /// The shared connections' ids and users, and the most users one had at once (tests).

@@ -61,20 +61,16 @@ final class MySQLSharedLeases: Sendable {
                 guard !entry.retired, entry.users < depth, !entry.lease.connection.isClosed else { continue }
                 if best < 0 || entry.users < state.entries[best].users { best = index }
             }
-            if best >= 0, state.entries[best].users == 0 {
-                state.entries[best].users = 1
-                return .use(state.entries[best].lease)
-            }
-            if state.entries.count + state.pending < maximum {
+            // An idle shared connection first, then a new one, then the least busy with room.
+            let idle = best >= 0 && state.entries[best].users == 0
+            if !idle, state.entries.count + state.pending < maximum {
                 state.pending += 1
                 return .takeNew
             }
-            if best >= 0 {
-                state.entries[best].users += 1
-                state.peakUsers = max(state.peakUsers, state.entries[best].users)
-                return .use(state.entries[best].lease)
-            }
-            return .full
+            guard best >= 0 else { return .full }
+            state.entries[best].users += 1
+            state.peakUsers = max(state.peakUsers, state.entries[best].users)
+            return .use(state.entries[best].lease)
         }
     }
 
@@ -85,6 +81,7 @@ final class MySQLSharedLeases: Sendable {
             state.pending -= 1
             guard !state.closed else { return false }
             state.entries.append(Entry(lease: lease, users: 1, since: now))
+            state.peakUsers = max(state.peakUsers, 1)
             return true
         }
     }
@@ -97,13 +94,14 @@ final class MySQLSharedLeases: Sendable {
     /// A user's statement is done. `failed`: its error closed the connection, which takes no new
     /// user. Returns the lease to hand back to the pool when this was the last user of a retired
     /// (or closed) connection.
-    func done(_ lease: ConnectionLease<MySQLConnection>, failed: Bool, now: NIODeadline = .now()) -> ConnectionLease<MySQLConnection>? {
+    func done(_ lease: ConnectionLease<MySQLConnection>, failed: Bool) -> ConnectionLease<MySQLConnection>? {
         state.withLock { state in
             guard let index = state.entries.firstIndex(where: { $0.lease.connection.id == lease.connection.id }) else {
                 return nil
             }
             state.entries[index].users -= 1
-            state.entries[index].since = now
+            // Idle from now (the clock is read once a connection has no user, not per statement).
+            if state.entries[index].users == 0 { state.entries[index].since = .now() }
             if failed || lease.connection.isClosed { state.entries[index].retired = true }
             guard state.entries[index].retired, state.entries[index].users == 0 else { return nil }
             return state.entries.remove(at: index).lease
@@ -127,7 +125,7 @@ final class MySQLSharedLeases: Sendable {
     }
 
     /// Shutdown: no new user; returns the leases without users (the others come back through
-    /// ``done(_:failed:now:)`` after their last user).
+    /// ``done(_:failed:)`` after their last user).
     func close() -> [ConnectionLease<MySQLConnection>] {
         state.withLock { state in
             state.closed = true
@@ -144,6 +142,6 @@ final class MySQLSharedLeases: Sendable {
 
     /// The shared connections and their users, and the most users one had at once (tests).
     var snapshot: (entries: [(connectionID: Int, users: Int)], peakUsers: Int) {
-        state.withLock { state in (state.entries.map { ($0.lease.connection.id, $0.users) }, max(state.peakUsers, state.entries.isEmpty ? 0 : 1)) }
+        state.withLock { state in (state.entries.map { ($0.lease.connection.id, $0.users) }, state.peakUsers) }
     }
 }
