@@ -33,6 +33,17 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
     /// Armed while the socket does not take the buffered writes (the channel is not writable).
     private var sendTimer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
+    /// Commands written to the channel but not flushed yet (pipelining, see ``write(_:context:isCommand:)``).
+    private var heldCommands = 0
+    /// While `channelRead` runs: the commands its replies release are flushed once, at
+    /// `channelReadComplete`, however many replies the read held.
+    private var reading = false
+    /// A pipelined command is flushed at once only while fewer than this many flushed commands
+    /// wait for their replies; otherwise it is held and flushed with the others written
+    /// meanwhile when the replies bring the server's backlog below it. The server still has
+    /// that many commands to run when the held ones arrive, so it never waits for them, and
+    /// one system call (and one read on the server) carries several commands.
+    static let flushWatermark = 4
 
     init(
         machine: MySQLConnectionStateMachine,
@@ -67,6 +78,8 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        reading = true
+        defer { reading = false }
         do {
             try decoder.process(buffer: buffer) { packet in
                 let first = !sawGreeting
@@ -76,6 +89,20 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
         } catch {
             errorCaught(context: context, error: error)
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushHeldCommandsIfDue(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    /// Flushes the held commands when the server's backlog (flushed commands without a reply)
+    /// is below ``flushWatermark``.
+    private func flushHeldCommandsIfDue(context: ChannelHandlerContext) {
+        guard heldCommands > 0, machine.commandsOnTheWire - heldCommands < Self.flushWatermark else { return }
+        heldCommands = 0
+        context.flush()
+        armSendTimerIfBlocked(context: context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -212,6 +239,7 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             encoder.encode(item.message, sequenceID: item.sequenceID, into: &buffer)
         }
         guard isCommand else {
+            heldCommands = 0
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
             return
         }
@@ -225,10 +253,17 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             readDeadline = deadline
         }
         if readTimer == nil { armReadTimer(deadline, context: context) }
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        // The send timeout runs while the socket does not take the writes: a flush that
-        // completes within `writeAndFlush` (or leaves less than the channel's write buffer
-        // water mark pending, caught by the read timeout then) arms no timer.
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        heldCommands += outgoing.count
+        // Flushed now unless a read is running (its end flushes) or the server still has
+        // enough commands to run (a later reply flushes): see `flushWatermark`.
+        if !reading { flushHeldCommandsIfDue(context: context) }
+    }
+
+    /// The send timeout runs while the socket does not take the writes: a flush that completes
+    /// within the call (or leaves less than the channel's write buffer water mark pending,
+    /// caught by the read timeout then) arms no timer.
+    private func armSendTimerIfBlocked(context: ChannelHandlerContext) {
         if !context.channel.isWritable, sendTimer == nil {
             sendTimer = scheduleTimeout(timeouts.send, context: context, MySQLError(.timeout, message: "the send timeout passed"))
         }
