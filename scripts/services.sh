@@ -694,13 +694,15 @@ cmd_stop() {
     if [[ ! -e $ROOT ]]; then log "nothing to stop ($ROOT is gone)"; return 0; fi
     [[ -f $ROOT/$ROOT_MARKER ]] || die "refusing to stop/remove $ROOT: not a services directory"
     local u pids=() pid
+    local -A unit_of=()
     for u in $(unit_names); do
         unit_conf "$u"
-        while read -r pid; do [[ -n $pid ]] && pids+=("$pid"); done < <(signal_unit "$u" "$(stop_signal)")
+        while read -r pid; do [[ -n $pid ]] && pids+=("$pid") && unit_of[$pid]=$u; done < <(signal_unit "$u" "$(stop_signal)")
     done
-    local left
+    local left named=()
     if ! left=$(wait_pids_gone 20 "${pids[@]}"); then
-        log "still running after 20s, killing: $left"
+        for pid in $left; do named+=("$pid (${unit_of[$pid]:-?})"); done
+        log "still running after 20s, killing: ${named[*]}"
         # shellcheck disable=SC2086
         kill -KILL $left 2>/dev/null || true
         wait_pids_gone 10 $left >/dev/null || log "WARNING: could not stop $left"
