@@ -271,6 +271,15 @@ struct ClusterDestructiveTests {
             print("failover: node restarted")
             let restarted = try await connect(victim.address)
             defer { restarted.close() }
+            // The restarted node must stop on the SIGTERM of `services.sh stop` (it once
+            // inherited the test runner's blocked signals).
+            let restartedPID = try #require(
+                try await restarted.send(RedisCommand("INFO", ["server"])).infoField("process_id").flatMap { Int($0) })
+            let status = try String(contentsOfFile: "/proc/\(restartedPID)/status", encoding: .utf8)
+            let blocked = try #require(
+                status.split(separator: "\n").first { $0.hasPrefix("SigBlk:") }
+                    .flatMap { UInt64($0.dropFirst("SigBlk:".count).trimmingCharacters(in: .whitespaces), radix: 16) })
+            #expect(blocked & (1 << UInt64(SIGTERM - 1)) == 0, "the restarted node blocks SIGTERM")
             var synced = false
             for _ in 0..<300 where !synced {
                 let info = try await restarted.send(RedisCommand("INFO", ["replication"]))

@@ -81,23 +81,21 @@ func connect(_ address: RedisAddress) async throws -> RedisConnection {
 }
 
 /// Runs `scripts/services.sh` with the given arguments (kill / restart of a node).
+///
+/// Spawned with an empty signal mask and default signal actions: Foundation's `Process` passed
+/// on the test runner's blocked signals, so a node the script restarted ignored the SIGTERM of
+/// `services.sh stop` (which waited 20 s and then killed it).
 func services(_ arguments: [String]) async throws {
-    let process = Process()
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("scripts/services.sh")
-    process.executableURL = URL(fileURLWithPath: "/bin/bash")
-    process.arguments = [script.path] + arguments
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    // Poll with waitpid instead of waitUntilExit, which blocks a thread of the cooperative pool
-    // and (like isRunning) missed the exit of a script that started a daemon.
+    let pid = try spawnWithDefaultSignals(["/bin/bash", script.path] + arguments)
+    // Poll with waitpid instead of blocking a thread of the cooperative pool.
     let deadline = ContinuousClock.now + .seconds(120)
     var status: Int32 = 0
     var exited = false
     while !exited, ContinuousClock.now < deadline {
-        let result = waitpid(process.processIdentifier, &status, WNOHANG)
-        if result == process.processIdentifier {
+        let result = waitpid(pid, &status, WNOHANG)
+        if result == pid {
             exited = true
             try #require((status >> 8) & 0xFF == 0 && status & 0x7F == 0, "services.sh \(arguments.joined(separator: " ")) failed")
         } else if result == -1 && errno == ECHILD {
@@ -107,6 +105,34 @@ func services(_ arguments: [String]) async throws {
         }
     }
     try #require(exited, "services.sh \(arguments.joined(separator: " ")) did not finish")
+}
+
+/// Starts `arguments[0]` with `arguments`, standard output and error to /dev/null, no signal
+/// blocked and the usual termination signals at their default action (whatever the calling
+/// thread blocks or ignores): the servers it starts must stop on SIGTERM.
+func spawnWithDefaultSignals(_ arguments: [String]) throws -> pid_t {
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var mask = sigset_t()
+    sigemptyset(&mask)
+    posix_spawnattr_setsigmask(&attributes, &mask)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for signal in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD] { sigaddset(&defaults, signal) }
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
+    try #require(spawned == 0, "could not start \(arguments[0]) (error \(spawned))")
+    return pid
 }
 
 extension RESPValue {
