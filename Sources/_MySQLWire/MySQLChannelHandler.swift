@@ -170,7 +170,7 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
         }
         if case .quitAndClose(let quit, let promises) = machine.quit() {
             for p in promises { p.fail(MySQLError(.connectionClosed, message: "the connection was closed")) }
-            write([quit], context: context, isCommand: false)
+            writeQuitUnlessCommandsAreHeld(quit, context: context)
         }
         context.close(mode: mode, promise: promise)
     }
@@ -222,7 +222,7 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
             context.close(promise: nil)
         case .quitAndClose(let quit, let promises):
             for promise in promises { promise.fail(MySQLError(.connectionClosed, message: "the connection was closed")) }
-            write([quit], context: context, isCommand: false)
+            writeQuitUnlessCommandsAreHeld(quit, context: context)
             context.close(promise: nil)
         }
     }
@@ -258,6 +258,14 @@ final class MySQLChannelHandler: ChannelDuplexHandler {
         // Flushed now unless a read is running (its end flushes) or the server still has
         // enough commands to run (a later reply flushes): see `flushWatermark`.
         if !reading { flushHeldCommandsIfDue(context: context) }
+    }
+
+    /// Writes COM_QUIT before a close, unless commands are held (written, not flushed): their
+    /// callers were just told the connection closed, so they must never reach the server, and
+    /// a flush (the quit's) would send them. The close alone discards them.
+    private func writeQuitUnlessCommandsAreHeld(_ quit: MySQLConnectionStateMachine.Outgoing, context: ChannelHandlerContext) {
+        guard heldCommands == 0 else { return }
+        write([quit], context: context, isCommand: false)
     }
 
     /// The send timeout runs while the socket does not take the writes: a flush that completes
