@@ -85,7 +85,10 @@ public final class MySQLConnection: Sendable {
         /// The most commands written to the server at once when several callers use the
         /// connection concurrently (pipelining; default 1, one at a time): executes of cached
         /// statements then go out while earlier ones wait for their replies, which the server
-        /// sends in order. ``MySQLClient`` sets it for the connections it shares.
+        /// sends in order. While four flushed commands still wait for their replies, new ones
+        /// are held and flushed together when fewer do (the server never runs out of work, and
+        /// one system call carries several commands). ``MySQLClient`` sets it for the
+        /// connections it shares.
         public var pipelineDepth: Int
 
         /// Creates a configuration.
