@@ -91,7 +91,7 @@ struct RedisRequestPartsTests {
 
     @Test func theSlotOfContiguousBytesMatchesTheGenericCRC() {
         var random = SystemRandomNumberGenerator()
-        for length in [0, 1, 2, 16, 43, 51, 200] {
+        for length in Array(0...70) + [200, 1000] {
             let bytes = (0..<length).map { _ in UInt8.random(in: .min ... .max, using: &random) }
             let pointer = bytes.withUnsafeBufferPointer { RedisHashSlot.crc16($0) }
             #expect(pointer == RedisHashSlot.crc16(bytes.lazy.map { $0 }), "length \(length)")
