@@ -28,8 +28,18 @@ struct MySQLPipeliningTests {
         }
     }
 
-    @Test func concurrentOperationsOnASharedConnectionGetTheirOwnRows() async throws {
+    /// Over plain TCP and over verified TLS: the statements a read's replies release are held
+    /// and flushed at `channelReadComplete`, which the TLS handler must pass on.
+    @Test(arguments: [false, true])
+    func concurrentOperationsOnASharedConnectionGetTheirOwnRows(overTLS: Bool) async throws {
         var configuration = try MySQLTestServer.configuration()
+        if overTLS {
+            configuration.username = try MySQLTestServer.env("MYSQL_TLS_USER")
+            configuration.password = try MySQLTestServer.env("MYSQL_TLS_PASSWORD")
+            configuration.ssl = true
+            configuration.sslVerify = true
+            configuration.sslCAFile = try MySQLTestServer.env("TLS_CA_FILE")
+        }
         configuration.poolSize = 4
         configuration.sharedConnections = 1
         configuration.pipelineDepth = 16
